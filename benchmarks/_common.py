@@ -1,0 +1,84 @@
+"""Shared plumbing for benchmark scripts: where the corpora are, the commit, the results file.
+
+Every benchmark prints a short table and writes ``benchmarks/results/NAME.json``::
+
+    {"benchmark", "commit", "device", "torch", "budget_s", "wall_s", "metrics", "settings"}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+RUNS = REPO / "runs" / "benchmarks"
+
+
+def corpora_dir() -> Path:
+    """``$SEQLAB_CORPORA``, else ``../shared/corpora`` beside the repository."""
+    path = Path(os.environ.get("SEQLAB_CORPORA", REPO.parent / "shared" / "corpora"))
+    if not path.is_dir():
+        sys.exit(f"benchmark corpora not found at {path}; set SEQLAB_CORPORA to the folder holding ner/, sentiment/, …")
+    return path
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parser(description: str, budget_min: float) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--budget-min", type=float, default=budget_min, help=f"training budget in minutes (default {budget_min})")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return p
+
+
+def describe_device(device) -> str:
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def write_results(name: str, metrics: dict, settings: dict, budget_s: float, wall_s: float, device) -> Path:
+    import torch
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {
+        "benchmark": name,
+        "commit": git_commit(),
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "budget_s": budget_s,
+        "wall_s": round(wall_s, 1),
+        "metrics": metrics,
+        "settings": settings,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    print_table(name, metrics)
+    print(f"wrote {path.relative_to(REPO)} (commit {out['commit'][:12]}, wall {out['wall_s']} s, budget {budget_s} s)")
+    return path
+
+
+def print_table(name: str, metrics: dict) -> None:
+    width = max((len(k) for k in metrics), default=10)
+    print(f"\n{name}")
+    print("-" * (width + 20))
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {shown}")
+    print("-" * (width + 20))

@@ -1,0 +1,24 @@
+"""seqlab: sequence modeling on text and speech with one pipeline API.
+
+>>> import seqlab
+>>> seqlab.__version__
+'0.1.0'
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load(path, device="auto"):
+    """Load a saved pipeline directory (``config.json`` + ``model.safetensors``); never unpickles."""
+    from .pipeline import Pipeline
+
+    return Pipeline.load(path, device=device)
+
+
+def __getattr__(name):  # Pipeline without importing torch at ``import seqlab``
+    if name == "Pipeline":
+        from .pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(name)

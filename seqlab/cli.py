@@ -1,0 +1,153 @@
+"""The command line: ``seqlab train | eval | predict``.
+
+::
+
+    seqlab train pipelines/sentiment.yaml --set train.epochs=3
+    seqlab eval runs/sentiment corpora/sentiment/dev.tsv
+    seqlab eval wer REF.txt HYP.txt            # metric scripts: wer cer bleu chrf ner
+    seqlab predict runs/sentiment "a great film" "a dull mess"
+    echo "a great film" | seqlab predict runs/sentiment
+
+Errors a user can cause print one line starting with ``seqlab <command>:`` and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .core.errors import SeqlabError
+
+METRIC_COMMANDS = ("wer", "cer", "bleu", "chrf", "ner")
+
+
+def _fail(command: str, error: BaseException) -> int:
+    print(f"seqlab {command}: {error}", file=sys.stderr)
+    return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe, run_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    if args.output:
+        recipe.output = args.output
+    resume = getattr(args, "resume", None)
+    if resume:
+        recipe.train.resume_from = resume  # honoured by Trainers that support resuming
+    summary = run_recipe(recipe)
+    summary.pop("pipeline", None)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.target in METRIC_COMMANDS:
+        from .metrics.cli import run_metric_command
+
+        return run_metric_command([args.target, *rest])
+    from . import load
+    from .core import registry
+    from .core.config import from_dict
+
+    if len(rest) < 1:
+        raise SeqlabError("usage: seqlab eval MODEL_DIR DATA [--json]  or  seqlab eval {wer,cer,bleu,chrf,ner} ...")
+    as_json = "--json" in rest
+    data_args = [r for r in rest if r != "--json"]
+    pipe = load(args.target, device=args.device)
+    recipe_cls = registry.recipe_class(pipe.task)
+    saved = (_saved_meta(args.target).get("recipe") or {})
+    recipe = from_dict(recipe_cls, saved) if saved else recipe_cls()
+    data = recipe.read_eval(*data_args)
+    metrics = pipe.evaluate(data)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        width = max(len(k) for k in metrics) if metrics else 6
+        for key, value in metrics.items():
+            print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    return 0
+
+
+def _saved_meta(directory: str) -> dict[str, Any]:
+    try:
+        return json.loads((Path(directory) / "config.json").read_text(encoding="utf-8")).get("meta") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import load
+    from .recipe import format_prediction
+
+    inputs = list(args.inputs)
+    if not inputs:
+        if sys.stdin.isatty():
+            raise SeqlabError("give inputs as arguments or on standard input, one per line")
+        inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    pipe = load(args.model, device=args.device)
+    kwargs = {}
+    if args.attention_png:
+        kwargs["return_attention"] = True
+    predictions = pipe.predict(inputs, **kwargs)
+    if args.attention_png:
+        from .tasks.translation import save_attention_png
+
+        save_attention_png(predictions[0], args.attention_png)
+    for text, prediction in zip(inputs, predictions):
+        if args.json:
+            print(json.dumps({"input": text, "prediction": prediction}, ensure_ascii=False, default=str))
+        else:
+            print(f"{text}\t{format_prediction(prediction)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqlab", description="Sequence modeling on text and speech.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a pipeline from a recipe (pipelines/*.yaml)")
+    train.add_argument("recipe", help="recipe YAML file")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value, e.g. train.epochs=3")
+    train.add_argument("--output", help="directory to save the trained pipeline (default: the recipe's output)")
+    train.add_argument("--resume", metavar="DIR", help="continue a run from its checkpoints")
+    train.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+    evaluate = sub.add_parser("eval", help="evaluate a saved pipeline on data, or score files: wer cer bleu chrf ner")
+    evaluate.add_argument("target", help="MODEL_DIR, or a metric: " + ", ".join(METRIC_COMMANDS))
+    evaluate.add_argument("--device", default="auto")
+
+    predict = sub.add_parser("predict", help="run a saved pipeline on inputs (arguments or stdin lines)")
+    predict.add_argument("model", help="directory written by training")
+    predict.add_argument("inputs", nargs="*", help="texts or audio files; read from stdin when none")
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--attention-png", metavar="PNG", help="translation: save the attention matrix of the first input")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] == "eval":
+        args, rest = parser.parse_known_args(argv)
+    else:
+        args, rest = parser.parse_args(argv), []
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "eval":
+            return cmd_eval(args, rest)
+        return cmd_predict(args)
+    except SeqlabError as err:
+        return _fail(args.command, err)
+    except KeyboardInterrupt:
+        print(f"seqlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

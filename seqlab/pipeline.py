@@ -1,0 +1,268 @@
+"""The Pipeline: ordered preprocessing stages plus a task model.
+
+``fit`` fits the stages on the training data, maps the data through them, builds the
+model from what the stages learned and trains it; ``predict``/``__call__`` run raw input
+through the same stages and decode; ``save``/``load`` write and read ``config.json`` +
+``model.safetensors`` + each stage's own files — never a pickle.
+
+It sits above ``core``, ``data`` and ``train`` and knows tasks only through
+``TaskModel`` and the registry.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .core import registry
+from .core.config import from_dict, to_dict
+from .core.device import resolve_device, to_device
+from .core.errors import DataError, InputError, NotFittedError, WiringError
+from .core.serialization import (
+    CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, atomic_directory, check_model_dir, load_weights,
+    save_weights, write_json,
+)
+from .core.stage import Stage, check_wiring
+from .core.task import TaskModel
+from .data.collate import bucket_batches, pad_collate, select_rows
+
+#: Sub-folders of a run directory that ``save`` carries over when it replaces the model.
+KEPT_ON_SAVE = ("logs", "checkpoints")
+
+
+def _columns(data: Any) -> dict[str, list]:
+    """A ``datasets.Dataset`` or a dict of lists, as a dict of lists."""
+    if isinstance(data, Mapping):
+        return {k: list(v) for k, v in data.items()}
+    if hasattr(data, "column_names") and hasattr(data, "to_dict"):
+        return data.to_dict()
+    raise DataError(f"expected a datasets.Dataset or a dict of lists, got {type(data).__name__}")
+
+
+def _num_rows(columns: Mapping[str, list]) -> int:
+    sizes = {len(v) for v in columns.values()}
+    if len(sizes) > 1:
+        raise DataError(f"columns have different lengths: { {k: len(v) for k, v in columns.items()} }")
+    return sizes.pop() if sizes else 0
+
+
+class Pipeline:
+    """Stages + task model, from raw input to prediction.
+
+    >>> from seqlab.text.tokenizers import WordTokenizer
+    >>> from seqlab.text.vocab import VocabularyStage
+    >>> from seqlab.text.labels import LabelEncoder
+    >>> pipe = Pipeline([WordTokenizer(lowercase=True), VocabularyStage(), LabelEncoder()],
+    ...                 task="sentiment", model_config={"hidden_size": 8, "embedding_dim": 8}, device="cpu")
+    >>> data = {"text": ["good film", "bad film", "great", "awful"], "label": [1, 0, 1, 0]}
+    >>> _ = pipe.fit(data, train_config={"epochs": 2, "progress": "off"})
+    >>> sorted(pipe("good")["scores"])
+    ['0', '1']
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        task: str | type[TaskModel],
+        model_config: Any = None,
+        device: str | torch.device = "auto",
+        model: TaskModel | None = None,
+    ) -> None:
+        self.stages = list(stages)
+        self.task_cls = registry.task_class(task) if isinstance(task, str) else task
+        if model_config is None or isinstance(model_config, Mapping):
+            model_config = from_dict(self.task_cls.Config, dict(model_config or {}), where=f"{self.task_cls.task} model")
+        self.model_config = model_config
+        self.device = resolve_device(device)
+        self.model = model.to(self.device) if model is not None else None
+        self.train_result = None
+        # Fail at construction, not deep inside training.
+        raw = {self.task_cls.input_column, *self.task_cls.target_columns}
+        check_wiring(self.stages, raw)
+
+    @property
+    def task(self) -> str:
+        return self.task_cls.task
+
+    def inference_stages(self) -> list[Stage]:
+        return [s for s in self.stages if not s.training_only]
+
+    # -- preprocessing ----------------------------------------------------------------
+    def preprocess(self, data: Any, with_targets: bool = True) -> dict[str, list]:
+        """Map data (dict of lists or Dataset) through the (fitted) stages."""
+        columns = _columns(data)
+        stages = self.stages if with_targets else self.inference_stages()
+        check_wiring(stages, set(columns), consumer=f"the {self.task} model")
+        for stage in stages:
+            columns.update(stage(columns))
+        return columns
+
+    def _fit_stages(self, columns: dict[str, list]) -> dict[str, list]:
+        check_wiring(self.stages, set(columns))
+        for stage in self.stages:
+            if stage.needs_fit and not stage.fitted:
+                stage.fit(columns)
+            columns.update(stage(columns))
+        return columns
+
+    # -- training -------------------------------------------------------------------
+    def fit(self, train: Any, dev: Any = None, train_config: Any = None, log_dir: str | Path | None = None):
+        """Fit the stages on ``train``, build the model, train it; returns the TrainResult."""
+        from .train import TrainConfig, Trainer
+
+        if train_config is None or isinstance(train_config, Mapping):
+            train_config = from_dict(TrainConfig, dict(train_config or {}), where="train")
+        columns = _columns(train)
+        if _num_rows(columns) == 0:
+            raise DataError("the training dataset is empty: nothing to fit")
+        missing = [c for c in (self.task_cls.input_column, *self.task_cls.target_columns) if c not in columns]
+        if missing:
+            raise WiringError(
+                f"the training data lacks column(s) {missing}; the {self.task} task needs "
+                f"{[self.task_cls.input_column, *self.task_cls.target_columns]} (has {sorted(columns)})"
+            )
+        columns = self._fit_stages(columns)
+        if self.model is None:
+            self.model = self.task_cls.from_stages(self.model_config, self.stages)
+            self.model_config = self.model.config
+        self.model.to(self.device)
+        check_wiring([], set(columns), needed=tuple(self.model.pad_values(training=True)), consumer=f"the {self.task} model")
+        evaluate = None
+        if dev is not None:
+            dev_columns = _columns(dev)
+            if _num_rows(dev_columns) == 0:
+                raise DataError("the dev dataset is empty; pass dev=None to train without one")
+            processed = self.preprocess(dev_columns, with_targets=False)
+            references = {c: dev_columns[c] for c in self.task_cls.target_columns}
+            evaluate = lambda: self._evaluate_processed(processed, references)  # noqa: E731
+        trainer = Trainer(train_config, device=self.device, log_dir=log_dir)
+        self.train_result = trainer.fit(self.model, columns, evaluate)
+        self.model.eval()
+        return self.train_result
+
+    # -- prediction -----------------------------------------------------------------
+    def _require_model(self) -> TaskModel:
+        if self.model is None:
+            raise NotFittedError("this pipeline has no model yet: call fit() or seqlab.load() first")
+        return self.model
+
+    def _decode(self, processed: Mapping[str, list], batch_size: int) -> list[Any]:
+        model = self._require_model()
+        model.eval()
+        pads = model.pad_values(training=False)
+        length_column = model.length_column()
+        lengths = [len(v) for v in processed[length_column]]
+        outputs: list[Any] = [None] * len(lengths)
+        needed = {c: processed[c] for c in pads if c in processed}
+        extra = {c: processed[c] for c in processed if c not in needed}
+        for indices in bucket_batches(lengths, batch_size, shuffle=False, bucket_factor=10**9):
+            batch = to_device(pad_collate(select_rows(needed, indices), pads), self.device)
+            batch["_raw"] = select_rows(extra, indices)
+            with torch.inference_mode():
+                decoded = model.decode(batch)
+            for i, out in zip(indices, decoded):
+                outputs[i] = out
+        return outputs
+
+    def predict(self, inputs: Sequence[Any], batch_size: int = 64, **columns: Any) -> list[Any]:
+        """Predict for a list of raw inputs; extra keyword columns are broadcast to every row."""
+        model = self._require_model()
+        inputs = list(inputs)
+        if not inputs:
+            return []
+        checked = [model.check_input(x, i) for i, x in enumerate(inputs)]
+        data = {model.input_column: checked}
+        for name, value in columns.items():
+            data[name] = list(value) if isinstance(value, (list, tuple)) and len(value) == len(inputs) else [value] * len(inputs)
+        processed = self.preprocess(data, with_targets=False)
+        return self._decode(processed, batch_size)
+
+    def __call__(self, inputs: Any, **kwargs: Any) -> Any:
+        """``pipe("text")`` → one output; ``pipe(["a", "b"])`` → a list."""
+        if isinstance(inputs, (list, tuple)):
+            return self.predict(inputs, **kwargs)
+        return self.predict([inputs], **kwargs)[0]
+
+    # -- evaluation -----------------------------------------------------------------
+    def _evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], batch_size: int = 128) -> dict[str, float]:
+        model = self._require_model()
+        custom = getattr(model, "evaluate_processed", None)
+        if callable(custom):
+            return custom(processed, references, self.device)
+        outputs = self._decode(processed, batch_size)
+        return model.score(outputs, references)
+
+    def evaluate(self, data: Any, batch_size: int = 128) -> dict[str, float]:
+        """The task's metrics on labelled ``data`` (dict of lists or Dataset)."""
+        model = self._require_model()
+        columns = _columns(data)
+        if _num_rows(columns) == 0:
+            raise DataError("the evaluation dataset is empty")
+        missing = [c for c in (model.input_column, *model.target_columns) if c not in columns]
+        if missing:
+            raise DataError(f"evaluation data lacks column(s) {missing} (has {sorted(columns)})")
+        for i, x in enumerate(columns[model.input_column]):
+            model.check_input(x, i)
+        processed = self.preprocess(columns, with_targets=False)
+        references = {c: columns[c] for c in model.target_columns}
+        return self._evaluate_processed(processed, references, batch_size)
+
+    # -- files ----------------------------------------------------------------------
+    def save(self, directory: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
+        """Write the pipeline atomically: a crash leaves the previous save intact."""
+        model = self._require_model()
+        directory = Path(directory)
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "seqlab_version": __version__,
+            "task": self.task,
+            "model": to_dict(model.config),
+            "stages": [],
+            "meta": dict(meta or {}),
+        }
+        with atomic_directory(directory) as tmp:
+            for index, stage in enumerate(self.stages):
+                sub = f"stages/{index:02d}_{stage.kind}"
+                (tmp / sub).mkdir(parents=True)
+                stage.save_state(tmp / sub)
+                config["stages"].append({**stage.to_config(), "dir": sub})
+            save_weights(model, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "task": self.task})
+            write_json(tmp / CONFIG_FILE, config)
+            for keep in KEPT_ON_SAVE:
+                if (directory / keep).is_dir():
+                    shutil.copytree(directory / keep, tmp / keep)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "auto") -> "Pipeline":
+        """Read a directory written by ``save``; refuses pickles, foreign and newer formats."""
+        from .core.errors import ConfigError, ModelFileError
+
+        directory = Path(directory)
+        config = check_model_dir(directory)
+        where = f"{directory / CONFIG_FILE}"
+        try:
+            task_cls = registry.task_class(config["task"])
+            model_config = from_dict(task_cls.Config, config.get("model"), where=f"{where}: model")
+            stages = []
+            for index, entry in enumerate(config.get("stages", [])):
+                stage = registry.stage_class(entry["kind"])(entry.get("config") or {})
+                stage.load_state(directory / entry["dir"])
+                stage.fitted = True
+                stages.append(stage)
+        except (ConfigError, KeyError, TypeError) as err:
+            raise ModelFileError(f"{where} cannot be used: {err}") from None
+        model = task_cls(model_config)
+        load_weights(model, directory / WEIGHTS_FILE)
+        model.eval()
+        return cls(stages, task_cls, model_config, device=device, model=model)
+
+    def __repr__(self) -> str:
+        stages = ", ".join(type(s).__name__ for s in self.stages)
+        return f"Pipeline(task={self.task!r}, stages=[{stages}], device={self.device}, fitted={self.model is not None})"
