@@ -65,6 +65,10 @@ class TaskModel(nn.Module):
         return value
 
     # -- training and decoding -------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss; ``forward`` so that DDP's gradient hooks see the call."""
+        return self.loss(batch)
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 

@@ -156,7 +156,7 @@ class Trainer:
                 step_start = time.perf_counter()
                 batch = to_device(batch, self.device)
                 with autocast(self.device, config.amp):
-                    loss = model.loss(batch)
+                    loss = model(batch)
                 if not torch.isfinite(loss):
                     nonfinite += 1
                     optimizer.zero_grad(set_to_none=True)
