@@ -1,0 +1,297 @@
+"""A linear-chain conditional random field over per-token tag scores.
+
+The model of Lafferty, McCallum & Pereira (2001), as used on top of a BiLSTM for NER
+by Lample et al. (2016, "Neural architectures for named entity recognition", eq. 1-2)
+and Huang, Xu & Yu (2015). For emissions ``P`` (B, T, K) from an encoder and a tag
+sequence ``y`` of length ``n`` the score is
+
+    s(y) = start[y_1] + sum_t P[t, y_t] + sum_{t>1} A[y_{t-1}, y_t] + end[y_n]
+
+and ``p(y | x) = exp(s(y)) / Z`` with ``log Z = logsumexp over all K^n sequences``,
+which the forward algorithm computes in O(n K^2) (Rabiner 1989, eq. 19-20, in log
+space). Training minimises ``-log p(gold)``; ``decode`` is Viterbi (max instead of
+logsumexp, then follow the back-pointers); ``marginals`` is forward-backward,
+``p(y_t = k | x) = exp(alpha_t[k] + beta_t[k] - log Z)``, a per-token confidence.
+
+Everything is batched and masked: ``mask`` (B, T) marks the real tokens of each
+sequence, which must be a prefix (padding only at the end) and at least one token
+long. Work is vectorised over the batch and the tags; only time is a Python loop.
+
+Hard constraints (for example "I-PER cannot follow O" in IOB2, from
+``seqlab.text.tagging.allowed_transitions``) replace the forbidden scores by a large
+negative constant, so no decoded path contains them. A finite constant rather than
+``-inf`` keeps every gradient finite: ``logsumexp`` over all ``-inf`` gives NaN
+gradients, which would happen for tags no path can reach.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..core.errors import InputError
+
+__all__ = ["CRF", "IMPOSSIBLE"]
+
+#: The score given to a forbidden transition. exp(-1e4) is 0 in float32 and float64,
+#: so forbidden paths carry no probability mass, yet sums stay finite.
+IMPOSSIBLE = -1.0e4
+
+
+def _as_bool(value, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    mask = torch.as_tensor(value)
+    if mask.dtype != torch.bool:
+        mask = mask != 0
+    if tuple(mask.shape) != shape:
+        raise InputError(f"CRF constraints: {what} must have shape {shape}, got {tuple(mask.shape)}")
+    return mask.detach().to("cpu").clone()
+
+
+class CRF(nn.Module):
+    """Linear-chain CRF with learned start/end/transition scores and optional hard constraints.
+
+    Args:
+        num_tags: K, the number of tags.
+        constraints: ``None`` (every transition allowed), a (K, K) bool mask of allowed
+            ``from → to`` transitions, or a triple ``(transitions (K, K), start (K,),
+            end (K,))`` such as ``seqlab.text.tagging.allowed_transitions(...)``.
+
+    Emissions are (B, T, K) scores, batch first; ``mask`` is (B, T) bool with
+    ``mask[:, 0]`` all true. Half-precision emissions are computed in float32; float64
+    stays float64. Tags at padded positions are ignored (any value, e.g. -100).
+
+    >>> _ = torch.manual_seed(0)
+    >>> crf = CRF(3)
+    >>> emissions = torch.randn(2, 4, 3)
+    >>> mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    >>> tags = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 0]])
+    >>> crf.nll(emissions, tags, mask).shape
+    torch.Size([])
+    >>> [len(p) for p in crf.decode(emissions, mask)]
+    [4, 2]
+    >>> probs = crf.marginals(emissions, mask)  # p(tag | sentence) per token, 0 at padding
+    >>> torch.allclose(probs[1].sum(-1), torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    True
+    """
+
+    def __init__(self, num_tags: int, constraints=None):
+        super().__init__()
+        if isinstance(num_tags, bool) or not isinstance(num_tags, int) or num_tags < 1:
+            raise InputError(f"CRF num_tags must be a positive integer, got {num_tags!r}")
+        self.num_tags = num_tags
+        k = num_tags
+        # Small uniform init as in pytorch-crf: the emissions dominate early training.
+        self.transitions = nn.Parameter(torch.empty(k, k).uniform_(-0.1, 0.1))
+        self.start_transitions = nn.Parameter(torch.empty(k).uniform_(-0.1, 0.1))
+        self.end_transitions = nn.Parameter(torch.empty(k).uniform_(-0.1, 0.1))
+        allowed, allowed_start, allowed_end = self._read_constraints(constraints, k)
+        if not allowed_start.any() or not allowed_end.any():
+            raise InputError("CRF constraints forbid every start tag or every end tag: no sequence is possible")
+        # Buffers (saved with the weights) so a loaded model keeps its constraints.
+        self.register_buffer("allowed", allowed)
+        self.register_buffer("allowed_start", allowed_start)
+        self.register_buffer("allowed_end", allowed_end)
+
+    @staticmethod
+    def _read_constraints(constraints, k: int):
+        if constraints is None:
+            ones = torch.ones(k, dtype=torch.bool)
+            return torch.ones(k, k, dtype=torch.bool), ones, ones.clone()
+        if isinstance(constraints, (tuple, list)) and len(constraints) == 3:
+            trans, start, end = constraints
+            return (
+                _as_bool(trans, (k, k), "transitions"),
+                _as_bool(start, (k,), "start"),
+                _as_bool(end, (k,), "end"),
+            )
+        ones = torch.ones(k, dtype=torch.bool)
+        return _as_bool(constraints, (k, k), "the transition mask"), ones, ones.clone()
+
+    @property
+    def constrained(self) -> bool:
+        """Whether any transition, start or end is forbidden."""
+        return not (bool(self.allowed.all()) and bool(self.allowed_start.all()) and bool(self.allowed_end.all()))
+
+    def extra_repr(self) -> str:
+        return f"num_tags={self.num_tags}, constrained={self.constrained}"
+
+    # ------------------------------------------------------------------ helpers
+    def _scores(self, dtype: torch.dtype):
+        """(transitions, start, end) in ``dtype`` with forbidden entries set to IMPOSSIBLE."""
+        trans = self.transitions.to(dtype).masked_fill(~self.allowed, IMPOSSIBLE)
+        start = self.start_transitions.to(dtype).masked_fill(~self.allowed_start, IMPOSSIBLE)
+        end = self.end_transitions.to(dtype).masked_fill(~self.allowed_end, IMPOSSIBLE)
+        return trans, start, end
+
+    def _prepare(self, emissions: torch.Tensor, mask: torch.Tensor | None, tags: torch.Tensor | None = None):
+        """Check shapes and the mask; return (emissions in float32/64, bool mask, lengths, tags)."""
+        if not isinstance(emissions, torch.Tensor) or emissions.dim() != 3:
+            got = tuple(emissions.shape) if isinstance(emissions, torch.Tensor) else type(emissions).__name__
+            raise InputError(f"CRF emissions must be a (batch, time, num_tags) tensor, got {got}")
+        b, t, k = emissions.shape
+        if k != self.num_tags:
+            raise InputError(f"CRF emissions have {k} tag scores per token, but the CRF has {self.num_tags} tags")
+        if t == 0:
+            raise InputError("CRF emissions have no time steps; every sequence needs at least one token")
+        if emissions.dtype not in (torch.float32, torch.float64):
+            emissions = emissions.float()  # fp16/bf16 logsumexp over long sequences loses too much
+        if mask is None:
+            mask = torch.ones(b, t, dtype=torch.bool, device=emissions.device)
+        else:
+            if tuple(mask.shape) != (b, t):
+                raise InputError(f"CRF mask must have shape {(b, t)} like the emissions, got {tuple(mask.shape)}")
+            mask = mask.to(device=emissions.device, dtype=torch.bool)
+        lengths = mask.sum(1)
+        prefix = torch.arange(t, device=mask.device)[None, :] < lengths[:, None]
+        bad_mask = (mask != prefix).any() | ~mask[:, 0].all() if b else torch.zeros((), dtype=torch.bool)
+        if tags is not None:
+            if tuple(tags.shape) != (b, t):
+                raise InputError(f"CRF tags must have shape {(b, t)} like the emissions, got {tuple(tags.shape)}")
+            tags = tags.to(device=emissions.device, dtype=torch.long)
+            bad_tags = ((tags < 0) | (tags >= k)) & mask
+            # One host sync for both checks.
+            flags = torch.stack([bad_mask.to(mask.device), bad_tags.any()]).tolist() if b else [False, False]
+            if flags[1]:
+                pos = bad_tags.nonzero()[0].tolist()
+                raise InputError(
+                    f"CRF tags must be in [0, {k}) at unmasked positions; got {int(tags[pos[0], pos[1]])} "
+                    f"at batch {pos[0]}, time {pos[1]}"
+                )
+            tags = tags.masked_fill(~mask, 0)  # padding may hold -100 etc.; make it indexable
+        else:
+            flags = [bool(bad_mask)]
+        if flags[0]:
+            raise InputError(
+                "CRF mask must mark a non-empty prefix of each sequence: mask[:, 0] all true and "
+                "padding only at the end (left-aligned sequences)"
+            )
+        return emissions, mask, lengths, tags
+
+    def _forward_alphas(self, emissions, mask, trans, start, keep: bool):
+        """Forward algorithm; returns the final alpha (B, K) and, if ``keep``, all alphas (B, T, K)."""
+        alpha = start + emissions[:, 0]
+        alphas = [alpha] if keep else None
+        for t in range(1, emissions.shape[1]):
+            # alpha_t[j] = logsumexp_i(alpha_{t-1}[i] + A[i, j]) + P[t, j]
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
+            alpha = torch.where(mask[:, t, None], nxt, alpha)  # finished sequences keep their alpha
+            if keep:
+                alphas.append(alpha)
+        return alpha, (torch.stack(alphas, 1) if keep else None)
+
+    # ------------------------------------------------------------------ scores
+    def score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The unnormalised score s(y) of each tag sequence: (B,)."""
+        emissions, mask, lengths, tags = self._prepare(emissions, mask, tags)
+        trans, start, end = self._scores(emissions.dtype)
+        return self._score(emissions, tags, mask, lengths, trans, start, end)
+
+    @staticmethod
+    def _score(emissions, tags, mask, lengths, trans, start, end):
+        maskf = mask.to(emissions.dtype)
+        emit = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)
+        total = start[tags[:, 0]] + (emit * maskf).sum(1)
+        if tags.shape[1] > 1:
+            total = total + (trans[tags[:, :-1], tags[:, 1:]] * maskf[:, 1:]).sum(1)
+        last = tags.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        return total + end[last]
+
+    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log Z for each sequence, by the forward algorithm: (B,)."""
+        emissions, mask, _, _ = self._prepare(emissions, mask)
+        trans, start, end = self._scores(emissions.dtype)
+        alpha, _ = self._forward_alphas(emissions, mask, trans, start, keep=False)
+        return torch.logsumexp(alpha + end, dim=1)
+
+    def log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(tags | emissions) of each sequence: (B,), always <= 0."""
+        emissions, mask, lengths, tags = self._prepare(emissions, mask, tags)
+        trans, start, end = self._scores(emissions.dtype)
+        gold = self._score(emissions, tags, mask, lengths, trans, start, end)
+        alpha, _ = self._forward_alphas(emissions, mask, trans, start, keep=False)
+        return gold - torch.logsumexp(alpha + end, dim=1)
+
+    def nll(
+        self,
+        emissions: torch.Tensor,
+        tags: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        reduction: Literal["mean", "sum", "token_mean", "none"] = "mean",
+    ) -> torch.Tensor:
+        """The training loss ``-log p(tags | emissions)``.
+
+        ``reduction``: ``"mean"`` over sequences, ``"sum"``, ``"token_mean"`` (sum divided
+        by the number of real tokens, so the scale does not depend on sentence length),
+        or ``"none"`` for the (B,) values.
+        """
+        ll = self.log_likelihood(emissions, tags, mask)
+        if reduction == "mean":
+            return -ll.mean()
+        if reduction == "sum":
+            return -ll.sum()
+        if reduction == "none":
+            return -ll
+        if reduction == "token_mean":
+            tokens = mask.sum() if mask is not None else torch.tensor(tags.numel(), device=ll.device)
+            return -ll.sum() / tokens.clamp(min=1).to(ll.dtype)
+        raise InputError(f"CRF nll reduction must be 'mean', 'sum', 'token_mean' or 'none', got {reduction!r}")
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best tag sequence of each item and its score s(y).
+
+        Returns ``paths`` (B, T) long, filled with 0 past each sequence's length, and
+        ``scores`` (B,); ``scores - log_partition(...)`` is the path's log-probability.
+        """
+        paths, best_score, _ = self._viterbi(emissions, mask)
+        return paths, best_score
+
+    def _viterbi(self, emissions, mask):
+        emissions, mask, lengths, _ = self._prepare(emissions, mask)
+        trans, start, end = self._scores(emissions.dtype)
+        b, t, _ = emissions.shape
+        score = start + emissions[:, 0]
+        history = []
+        for step in range(1, t):
+            best, back = (score.unsqueeze(2) + trans).max(dim=1)  # over the previous tag
+            history.append(back)
+            score = torch.where(mask[:, step, None], best + emissions[:, step], score)
+        best_score, cur = (score + end).max(dim=1)
+        paths = torch.zeros(b, t, dtype=torch.long, device=emissions.device)
+        # Walk back from the end; past a sequence's length ``cur`` stays its last tag,
+        # and the back-pointers are only followed where the step was real.
+        for step in range(t - 1, -1, -1):
+            paths[:, step] = cur
+            if step:
+                prev = history[step - 1].gather(1, cur.unsqueeze(1)).squeeze(1)
+                cur = torch.where(mask[:, step], prev, cur)
+        return paths.masked_fill(~mask, 0), best_score, lengths
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
+        """The Viterbi tag sequence of each item, as lists of tag indices of each sequence's length."""
+        with torch.no_grad():
+            paths, _, lengths = self._viterbi(emissions, mask)
+        rows = paths.tolist()  # one device→host copy for the whole batch
+        return [row[:n] for row, n in zip(rows, lengths.tolist())]
+
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """p(y_t = k | x) for every token by forward-backward: (B, T, K), zero at padding."""
+        emissions, mask, _, _ = self._prepare(emissions, mask)
+        trans, start, end = self._scores(emissions.dtype)
+        alpha_last, alphas = self._forward_alphas(emissions, mask, trans, start, keep=True)
+        log_z = torch.logsumexp(alpha_last + end, dim=1)
+        b, t, k = emissions.shape
+        end_b = end.expand(b, k)
+        beta = end_b
+        betas = [beta]
+        for step in range(t - 2, -1, -1):
+            # beta_t[i] = logsumexp_j(A[i, j] + P[t+1, j] + beta_{t+1}[j]); at a sequence's
+            # last real token (the next one is padding) beta is the end score.
+            nxt = torch.logsumexp(trans + (emissions[:, step + 1] + beta).unsqueeze(1), dim=2)
+            beta = torch.where(mask[:, step + 1, None], nxt, end_b)
+            betas.append(beta)
+        betas = torch.stack(betas[::-1], 1)
+        probs = torch.exp(alphas + betas - log_z[:, None, None])
+        return probs * mask.unsqueeze(2).to(probs.dtype)
