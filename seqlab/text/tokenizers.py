@@ -1,0 +1,162 @@
+"""Rule-based tokenizers: text → word tokens, text or words → characters.
+
+These are the simple front ends that need no training. ``WordTokenizer`` splits on white
+space, or also splits punctuation off words (a small regular-expression tokenizer in the
+spirit of the Penn Treebank/Moses rules, without their language-specific exceptions), and
+can lower-case and map every digit to ``0`` (the number normalisation of Lample et al.,
+2016, "Neural Architectures for Named Entity Recognition", which lets ``1984`` and ``2001``
+share one embedding ``0000``). ``CharTokenizer`` gives the characters of a text (for
+character-level models) or of every word of a token list (for the character features of
+a NER tagger, Lample et al. 2016 §4.1).
+
+Both are :class:`~seqlab.core.stage.Stage` s: ``ds.map(stage, batched=True)`` works directly,
+and, holding only their config, they pickle (``num_proc``) and hash (the ``datasets``
+cache fingerprint) the same way in every process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from seqlab.core.errors import ConfigError, InputError
+from seqlab.core.stage import Stage
+
+# Numbers with inner separators ("3.5", "1,000") stay whole; words keep inner hyphens and
+# apostrophes ("state-of-the-art", "don't"); any other non-space, non-word character is a
+# token of its own. Order matters: the first alternative that matches at a position wins.
+_PUNCT_SPLIT = re.compile(r"\d+(?:[.,]\d+)+|\w+(?:['’-]\w+)*|[^\w\s]")
+_DIGIT = re.compile(r"\d")
+
+
+def _check_text(value: Any, index: int, column: str, stage: str) -> str:
+    if not isinstance(value, str):
+        raise InputError(
+            f"{stage}: row {index} of column {column!r} is {type(value).__name__} {value!r:.60}, expected a string"
+        )
+    return value
+
+
+def _check_tokens(value: Any, index: int, column: str, stage: str) -> list[str]:
+    if not isinstance(value, (list, tuple)):
+        raise InputError(
+            f"{stage}: row {index} of column {column!r} is {type(value).__name__} {value!r:.60}, "
+            "expected a list of string tokens"
+        )
+    for position, token in enumerate(value):
+        if not isinstance(token, str):
+            raise InputError(
+                f"{stage}: row {index} of column {column!r}, token {position} is "
+                f"{type(token).__name__} {token!r:.60}, expected a string"
+            )
+    return list(value)
+
+
+@dataclasses.dataclass
+class WordTokenizerConfig:
+    #: Column holding the raw text.
+    input: str = "text"
+    #: Column written with the list of tokens of each text.
+    output: str = "tokens"
+    #: Lower-case every token.
+    lowercase: bool = False
+    #: Replace every digit by ``0`` ("1984" → "0000").
+    normalize_numbers: bool = False
+    #: ``whitespace``: split on runs of white space only; ``punct``: also split punctuation off words.
+    split: Literal["whitespace", "punct"] = "whitespace"
+
+    def validate(self, where: str) -> None:
+        if self.input == self.output:
+            raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
+
+
+class WordTokenizer(Stage):
+    """Text → list of word tokens.
+
+    >>> tok = WordTokenizer(split="punct", lowercase=True, normalize_numbers=True)
+    >>> tok({"text": ["In 1984, Orwell wrote it."]})
+    {'tokens': [['in', '0000', ',', 'orwell', 'wrote', 'it', '.']]}
+    >>> WordTokenizer()({"text": ["a  b\\tc"]})
+    {'tokens': [['a', 'b', 'c']]}
+    """
+
+    kind = "word_tokenizer"
+    Config = WordTokenizerConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.takes = (self.config.input,)
+        self.provides = (self.config.output,)
+
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens of one text."""
+        cfg = self.config
+        tokens = _PUNCT_SPLIT.findall(text) if cfg.split == "punct" else text.split()
+        if cfg.lowercase:
+            tokens = [t.lower() for t in tokens]
+        if cfg.normalize_numbers:
+            tokens = [_DIGIT.sub("0", t) for t in tokens]
+        return tokens
+
+    def map(self, batch: Mapping[str, list]) -> dict[str, list]:
+        column = self.config.input
+        name = type(self).__name__
+        return {
+            self.config.output: [
+                self.tokenize(_check_text(text, i, column, name)) for i, text in enumerate(batch[column])
+            ]
+        }
+
+
+@dataclasses.dataclass
+class CharTokenizerConfig:
+    #: Column read: a text per row (``per_token: false``) or a list of word tokens (``per_token: true``).
+    input: str = "text"
+    #: Column written: a list of characters per row, or a list of lists (one per word).
+    output: str = "chars"
+    #: Split every word of a token list into characters instead of splitting a whole text.
+    per_token: bool = False
+    #: Lower-case before splitting.
+    lowercase: bool = False
+    #: Keep white-space characters when splitting a whole text (ignored with ``per_token``).
+    keep_spaces: bool = True
+
+    def validate(self, where: str) -> None:
+        if self.input == self.output:
+            raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
+
+
+class CharTokenizer(Stage):
+    """Text → characters, or word tokens → characters of each word.
+
+    >>> CharTokenizer()({"text": ["ab c"]})
+    {'chars': [['a', 'b', ' ', 'c']]}
+    >>> CharTokenizer(input="tokens", per_token=True)({"tokens": [["Hi", "you"]]})
+    {'chars': [[['H', 'i'], ['y', 'o', 'u']]]}
+    """
+
+    kind = "char_tokenizer"
+    Config = CharTokenizerConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.takes = (self.config.input,)
+        self.provides = (self.config.output,)
+
+    def _chars(self, text: str) -> list[str]:
+        if self.config.lowercase:
+            text = text.lower()
+        if not self.config.keep_spaces and not self.config.per_token:
+            return [c for c in text if not c.isspace()]
+        return list(text)
+
+    def map(self, batch: Mapping[str, list]) -> dict[str, list]:
+        column = self.config.input
+        name = type(self).__name__
+        rows = batch[column]
+        if self.config.per_token:
+            out = [[self._chars(t) for t in _check_tokens(v, i, column, name)] for i, v in enumerate(rows)]
+        else:
+            out = [self._chars(_check_text(v, i, column, name)) for i, v in enumerate(rows)]
+        return {self.config.output: out}
