@@ -16,6 +16,7 @@ from torch import nn
 
 from ..core.errors import ConfigError
 from ..core.task import TaskModel
+from ..embeddings.word2vec import Word2VecConfig
 from ..text.tokenizers import WordTokenizerConfig
 from ..text.vocab import VocabularyStageConfig
 from ..train.config import TrainConfig
@@ -174,7 +175,7 @@ class SentimentRecipe:
     tokenizer: WordTokenizerConfig = field(default_factory=lambda: WordTokenizerConfig(lowercase=True, split="punct"))
     vocabulary: VocabularyStageConfig = field(default_factory=VocabularyStageConfig)
     #: Optional word2vec stage settings (None: embeddings learned from scratch).
-    word2vec: dict | None = None
+    word2vec: Word2VecConfig | None = None
     model: SentimentConfig = field(default_factory=SentimentConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8, batch_size=32, lr=2e-3))
     output: str = "runs/sentiment"

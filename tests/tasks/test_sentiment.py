@@ -50,3 +50,32 @@ def test_recipe_typo_is_an_error_naming_the_key(repo):
         load_recipe(repo / "pipelines" / "sentiment.yaml", ["model.hiden_size=3"])
     recipe = load_recipe(repo / "pipelines" / "sentiment.yaml", ["train.epochs=2"])
     assert recipe.train.epochs == 2 and recipe.model.pooling == "max"
+
+
+def test_textcnn_encoder_and_word2vec_initialisation(tmp_path):
+    import seqlab
+    from seqlab.embeddings.word2vec import Word2VecStage
+
+    torch.manual_seed(0)
+    w2v = Word2VecStage(dim=16, epochs=2, min_count=1)
+    pipe = Pipeline([WordTokenizer(), VocabularyStage(), w2v, LabelEncoder()], task="sentiment",
+                    model_config={"embedding_dim": 16, "encoder": "textcnn", "cnn_filters": 8, "cnn_kernels": [2, 3],
+                                  "dropout": 0.0, "freeze_embeddings": True}, device="cpu")
+    pipe.fit(toy_sentiment(40), None, {"epochs": 1, "batch_size": 8, "lr": 0.01, "progress": "off"})
+    vocab = pipe.stages[1].vocab
+    word = "great"
+    row = pipe.model.embedding.weight[vocab.token_to_id(word)]
+    assert torch.allclose(row, torch.tensor(w2v.vectors[word]), atol=1e-6)  # frozen: still the word2vec vector
+    assert not pipe.model.embedding.weight.requires_grad
+    pipe.save(tmp_path / "m")
+    loaded = seqlab.load(tmp_path / "m", device="cpu")
+    assert loaded(["a great film"]) == pipe(["a great film"])
+
+
+def test_mismatched_word2vec_dimension_is_a_config_error():
+    from seqlab.embeddings.word2vec import Word2VecStage
+
+    pipe = Pipeline([WordTokenizer(), VocabularyStage(), Word2VecStage(dim=8, epochs=1), LabelEncoder()], task="sentiment",
+                    model_config={"embedding_dim": 16, "hidden_size": 4}, device="cpu")
+    with pytest.raises(ConfigError, match="8 dimensions but model.embedding_dim is 16"):
+        pipe.fit(toy_sentiment(20), None, {"epochs": 1, "progress": "off"})

@@ -1,0 +1,75 @@
+"""SST-2 sentiment: train on GLUE train.tsv (phrases + sentences), select and report on dev.
+
+    python benchmarks/sentiment.py [--budget-min 30] [--device cpu|cuda]
+
+Bar (issue "Foundation … sentiment"): dev accuracy >= 85.0% within 30 minutes of CPU
+training; also training tokens/s and batched prediction sentences/s. Writes
+``benchmarks/results/sentiment.json`` and saves the pipeline to ``runs/benchmarks/sentiment``.
+Settings are fixed here a priori (not tuned on dev beyond model selection by epoch).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RUNS, corpora_dir, parser, write_results  # noqa: E402
+
+
+def main() -> None:
+    p = parser("SST-2 sentiment benchmark", budget_min=30)
+    p.add_argument("--encoder", default="bilstm", help="bilstm | textcnn | …")
+    p.add_argument("--word2vec", action="store_true", help="initialise embeddings with word2vec trained on the training text")
+    p.add_argument("--limit-train", type=int, default=None, help="use the first N training rows (smoke runs)")
+    args = p.parse_args()
+
+    import torch
+
+    from seqlab.recipe import load_recipe
+
+    sst = corpora_dir() / "sentiment" / "sst2"
+    budget_s = args.budget_min * 60
+    settings = {
+        "task": "sentiment",
+        "data": {"train": str(sst / "train.tsv"), "dev": str(sst / "dev.tsv"), "limit_train": args.limit_train},
+        # SST-2 is already lower-cased and tokenized with spaces.
+        "tokenizer": {"lowercase": True, "split": "whitespace"},
+        "vocabulary": {"min_freq": 1},
+        "model": {"embedding_dim": 300, "encoder": args.encoder, "hidden_size": 256, "pooling": "max", "dropout": 0.5},
+        "train": {"epochs": 20, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0,
+                  "time_budget_s": budget_s, "eval_every_steps": 500, "seed": 1},
+        "output": str(RUNS / "sentiment"),
+        "device": args.device,
+        "examples": ["a great film", "a dull mess"],
+    }
+    if args.word2vec:
+        settings["word2vec"] = {"algorithm": "skipgram", "dim": 300, "epochs": 10, "min_count": 1, "window": 5, "workers": 2}
+    recipe = load_recipe(data=settings)
+    start = time.perf_counter()
+    from seqlab.recipe import run_recipe
+
+    summary = run_recipe(recipe)
+    wall = time.perf_counter() - start
+    pipe = summary["pipeline"]
+    _, dev = recipe.datasets()
+    sentences = list(dev["text"]) * 5
+    pipe.predict(sentences[:256], batch_size=256)  # warm-up
+    t0 = time.perf_counter()
+    pipe.predict(sentences, batch_size=256)
+    predict_rate = len(sentences) / (time.perf_counter() - t0)
+    metrics = {
+        "dev_accuracy": round(summary["dev"]["accuracy"], 4),
+        "dev_macro_f1": round(summary["dev"]["macro_f1"], 4),
+        "train_tokens_per_s": summary["train_tokens_per_s"],
+        "predict_sentences_per_s": round(predict_rate, 1),
+        "steps": summary["steps"],
+        "stopped_by": summary["stopped_by"],
+        "target_dev_accuracy": 0.85,
+        "target_met": summary["dev"]["accuracy"] >= 0.85,
+    }
+    write_results("sentiment", metrics, settings, budget_s, wall, pipe.device)
+
+
+if __name__ == "__main__":
+    main()
