@@ -1,25 +1,26 @@
 """seqlab.core: the stage protocol, task-model interface, configs, device policy, safe files.
 
-Imports nothing from the rest of seqlab.
+Imports nothing from the rest of seqlab. Names are loaded on first use, so importing
+``seqlab.core.errors`` (as the metric scripts do) does not pull in torch.
 """
-from .config import from_dict, to_dict
-from .device import resolve_device
-from .errors import (
-    ConfigError,
-    DataError,
-    DeviceError,
-    InputError,
-    ModelFileError,
-    NotFittedError,
-    SeqlabError,
-    TrainingError,
-    WiringError,
-)
-from .stage import Stage, check_wiring
-from .task import TaskModel
+from __future__ import annotations
 
-__all__ = [
-    "ConfigError", "DataError", "DeviceError", "InputError", "ModelFileError", "NotFittedError",
-    "SeqlabError", "Stage", "TaskModel", "TrainingError", "WiringError", "check_wiring",
-    "from_dict", "resolve_device", "to_dict",
-]
+import importlib
+
+_EXPORTS = {
+    "from_dict": "config", "to_dict": "config",
+    "resolve_device": "device",
+    "ConfigError": "errors", "DataError": "errors", "DeviceError": "errors", "InputError": "errors",
+    "ModelFileError": "errors", "NotFittedError": "errors", "SeqlabError": "errors",
+    "TrainingError": "errors", "WiringError": "errors",
+    "Stage": "stage", "check_wiring": "stage",
+    "TaskModel": "task",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'seqlab.core' has no attribute {name!r}")

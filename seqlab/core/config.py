@@ -46,6 +46,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {value!r} does not fit {tp}")
     if origin is Literal:
         allowed = get_args(tp)
+        if isinstance(value, bool) and value not in allowed:
+            # YAML 1.1 reads a bare on/off/yes/no as a boolean; take the spelling the option uses.
+            spellings = ("on", "yes", "true") if value else ("off", "no", "false")
+            value = next((a for a in allowed if isinstance(a, str) and a.lower() in spellings), value)
         if value not in allowed:
             raise ConfigError(
                 f"{where}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}"

@@ -42,6 +42,15 @@ def test_values_are_checked_and_coerced():
         from_dict(Outer, {"sizes": 3})
 
 
+def test_yaml_booleans_map_onto_on_off_choices():
+    @dataclass
+    class Switch:
+        progress: Literal["auto", "on", "off"] = "auto"
+
+    assert from_dict(Switch, {"progress": False}).progress == "off"
+    assert from_dict(Switch, {"progress": True}).progress == "on"
+
+
 def test_round_trip_through_dict():
     cfg = from_dict(Outer, {"lr": 0.5, "inner": {"size": 7}})
     assert from_dict(Outer, to_dict(cfg)) == cfg
