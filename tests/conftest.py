@@ -21,12 +21,12 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_corpora() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"shared benchmark corpora not found at {CORPORA}")
