@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import SeqlabError
-
-METRIC_COMMANDS = ("wer", "cer", "bleu", "chrf", "ner")
+from .metrics.cli import METRIC_COMMANDS
 
 
 def _fail(command: str, error: BaseException) -> int:
@@ -34,21 +33,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.set)
     if args.output:
         recipe.output = args.output
-    resume = getattr(args, "resume", None)
-    if resume:
-        recipe.train.resume_from = resume  # honoured by Trainers that support resuming
-    summary = run_recipe(recipe)
+    summary = run_recipe(recipe, resume_from=getattr(args, "resume", None) or None)
     summary.pop("pipeline", None)
-    if args.json:
+    if args.json and summary.get("rank", 0) == 0:  # under torchrun, rank 0 speaks for all
         print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
-    if args.target in METRIC_COMMANDS:
-        from .metrics.cli import run_metric_command
-
-        return run_metric_command([args.target, *rest])
     from . import load
     from .core import registry
     from .core.config import from_dict
@@ -131,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "eval" and argv[1] in METRIC_COMMANDS:
+        # Metric scripts parse their own options (and --help).
+        from .metrics.cli import run_metric_command
+
+        return run_metric_command(argv[1:])
     parser = build_parser()
     if argv and argv[0] == "eval":
         args, rest = parser.parse_known_args(argv)

@@ -111,9 +111,24 @@ class Pipeline:
         return columns
 
     # -- training -------------------------------------------------------------------
-    def fit(self, train: Any, dev: Any = None, train_config: Any = None, log_dir: str | Path | None = None):
-        """Fit the stages on ``train``, build the model, train it; returns the TrainResult."""
+    def fit(
+        self,
+        train: Any,
+        dev: Any = None,
+        train_config: Any = None,
+        log_dir: str | Path | None = None,
+        checkpoint_dir: str | Path | None = None,
+        resume_from: str | Path | None = None,
+    ):
+        """Fit the stages on ``train``, build the model, train it; returns the TrainResult.
+
+        ``checkpoint_dir`` turns checkpoints on; ``resume_from`` (a run directory, its
+        ``checkpoints/`` folder or one checkpoint file) continues a run where it stopped.
+        Under ``torchrun`` every process calls this; each trains on its shard of every batch.
+        """
         from .train import TrainConfig, Trainer
+        from .train.checkpoint import seed_everything
+        from .train.distributed import process_device
 
         if train_config is None or isinstance(train_config, Mapping):
             train_config = from_dict(TrainConfig, dict(train_config or {}), where="train")
@@ -127,7 +142,12 @@ class Pipeline:
                 f"{[self.task_cls.input_column, *self.task_cls.target_columns]} (has {sorted(columns)})"
             )
         columns = self._fit_stages(columns)
+        # Under torchrun on GPUs, each process trains on its own GPU (cuda:LOCAL_RANK).
+        self.device = process_device(self.device)
         if self.model is None:
+            # torch seeds each process at random: the recipe's seed makes the initial
+            # weights, and so the whole run, reproducible (and equal on every DDP rank).
+            seed_everything(train_config.seed)
             self.model = self.task_cls.from_stages(self.model_config, self.stages)
             self.model_config = self.model.config
         self.model.to(self.device)
@@ -140,8 +160,8 @@ class Pipeline:
             processed = self.preprocess(dev_columns, with_targets=False)
             references = {c: dev_columns[c] for c in self.task_cls.target_columns}
             evaluate = lambda: self._evaluate_processed(processed, references)  # noqa: E731
-        trainer = Trainer(train_config, device=self.device, log_dir=log_dir)
-        self.train_result = trainer.fit(self.model, columns, evaluate)
+        trainer = Trainer(train_config, device=self.device, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
+        self.train_result = trainer.fit(self.model, columns, evaluate, resume_from=resume_from)
         self.model.eval()
         return self.train_result
 

@@ -28,14 +28,31 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     return from_dict(registry.recipe_class(task), raw, where=where)
 
 
-def run_recipe(recipe: Any, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, evaluate on dev, save to ``recipe.output``, predict the recipe's examples."""
+def run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: str | Path | None = None) -> dict[str, Any]:
+    """Train, evaluate on dev, save to ``recipe.output``, predict the recipe's examples.
+
+    Checkpoints go to ``<output>/checkpoints``, logs and curves to ``<output>/logs``;
+    ``resume_from`` continues a run from its checkpoints. Under ``torchrun`` every process
+    trains; only rank 0 evaluates, saves, plots and prints.
+    """
+    from .train.distributed import env_rank, env_world_size
+
     start = time.perf_counter()
+    rank = env_rank()
+    if rank != 0:
+        echo = lambda _line: None  # noqa: E731
     pipe = recipe.build()
     train, dev = recipe.datasets()
     output = Path(recipe.output)
-    echo(f"seqlab: training {recipe.task} on {len(train)} examples (dev: {len(dev) if dev is not None else 0}) on {pipe.device}")
-    result = pipe.fit(train, dev, recipe.train, log_dir=output / "logs")
+    processes = f" × {env_world_size()} processes" if env_world_size() > 1 else ""
+    echo(f"seqlab: training {recipe.task} on {len(train)} examples (dev: {len(dev) if dev is not None else 0}) on {pipe.device}{processes}")
+    result = pipe.fit(
+        train, dev, recipe.train, log_dir=output / "logs", checkpoint_dir=output / "checkpoints", resume_from=resume_from,
+    )
+    if result.resumed_from:
+        echo(f"seqlab: this run continued from checkpoint {result.resumed_from}")
+    if rank != 0:
+        return {"task": recipe.task, "steps": result.steps, "rank": rank, "pipeline": pipe}
     metrics = pipe.evaluate(dev) if dev is not None else {}
     summary = {
         "task": recipe.task,
@@ -44,6 +61,7 @@ def run_recipe(recipe: Any, echo: Callable[[str], None] = print) -> dict[str, An
         "steps": result.steps,
         "train_tokens_per_s": round(result.tokens_per_s, 1),
         "stopped_by": result.stopped_by,
+        "skipped_steps": result.skipped_steps,
         "wall_s": round(time.perf_counter() - start, 1),
     }
     pipe.save(output, meta={"recipe": to_dict(recipe), "summary": summary})
