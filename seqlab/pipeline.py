@@ -11,6 +11,7 @@ It sits above ``core``, ``data`` and ``train`` and knows tasks only through
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,13 @@ from .data.collate import bucket_batches, pad_collate, select_rows
 
 #: Sub-folders of a run directory that ``save`` carries over when it replaces the model.
 KEPT_ON_SAVE = ("logs", "checkpoints")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _columns(data: Any) -> dict[str, list]:
@@ -256,7 +264,8 @@ class Pipeline:
             write_json(tmp / CONFIG_FILE, config)
             for keep in KEPT_ON_SAVE:
                 if (directory / keep).is_dir():
-                    shutil.copytree(directory / keep, tmp / keep)
+                    # Hard links: no copying of large checkpoints, and the old run stays intact on failure.
+                    shutil.copytree(directory / keep, tmp / keep, copy_function=_link_or_copy)
         return directory
 
     @classmethod

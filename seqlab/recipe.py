@@ -80,6 +80,8 @@ def format_prediction(prediction: Any) -> str:
     """A short human form of one prediction."""
     if isinstance(prediction, dict) and "label" in prediction and "score" in prediction:
         return f"{prediction['label']} ({prediction['score']:.3f})"
+    if isinstance(prediction, dict) and isinstance(prediction.get("text"), str):
+        return prediction["text"]
     if isinstance(prediction, (dict, list)):
         return json.dumps(prediction, ensure_ascii=False, default=str)
     return str(prediction)
