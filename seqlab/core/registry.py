@@ -18,6 +18,7 @@ STAGES: dict[str, str] = {
     "sentencepiece": "seqlab.text.sentencepiece:SentencePieceTokenizer",
     "vocabulary": "seqlab.text.vocab:VocabularyStage",
     "label_encoder": "seqlab.text.labels:LabelEncoder",
+    "tag_encoder": "seqlab.tasks.ner:TagEncoder",
     "word2vec": "seqlab.embeddings.word2vec:Word2VecStage",
     "audio_loader": "seqlab.audio.io:AudioLoader",
     "mfcc": "seqlab.audio.features:MFCC",

@@ -229,3 +229,24 @@ def test_docs_examples_run():
     torch.manual_seed(0)
     for block in blocks:
         exec(compile(block, str(doc), "exec"), {})
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_padded_bidirectional_encoder_equals_the_packed_one(cell):
+    from seqlab.nn.recurrent import PaddedBiRecurrentEncoder
+
+    torch.manual_seed(0)
+    for layers in (1, 2):
+        ref = RecurrentEncoder(5, 4, layers, cell=cell, bidirectional=True).double()
+        mine = PaddedBiRecurrentEncoder(5, 4, layers, cell=cell).double()
+        for layer in range(layers):
+            for reverse, enc in ((False, mine.forward_layers[layer]), (True, mine.backward_layers[layer])):
+                suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(enc.rnn, f"{name}_l0").data.copy_(getattr(ref.rnn, name + suffix).data)
+        x = torch.randn(3, 7, 5, dtype=torch.double)
+        lengths = torch.tensor([7, 3, 1])
+        expected, expected_final, _ = ref(x, lengths)
+        outputs, final, _ = mine(x, lengths)
+        assert torch.allclose(outputs, expected, atol=1e-12)
+        assert torch.allclose(final, expected_final, atol=1e-12)

@@ -1,0 +1,179 @@
+"""CoNLL-2003 NER: train on ``train.txt``, select and report on ``valid.txt`` (entity F1, seqeval default mode).
+
+    python benchmarks/ner.py [--budget-min 60] [--ablation-budget-min 60] [--device cpu|cuda]
+    python benchmarks/ner.py --budget-min 1 --ablation-budget-min 1 --smoke   # end-to-end check
+
+Bar (issue "NER: BiLSTM-CRF tagger with character features"): dev entity F1 >= 90.0 within
+60 minutes of CPU training; training tokens/s (later compared with Flair's) and prediction
+sentences/s at batch 32 (batch 1 as an extra). Ablation: the same model without the
+word2vec initialisation, with its own budget.
+
+Settings are fixed a priori from Lample et al. (2016) and Ma & Hovy (2016), not tuned on
+valid: IOBES tags, CRF, char-CNN (embedding 30, 30 filters of width 3, max pooling; the
+characters keep their case), word embeddings of 100 dimensions initialised from word2vec
+trained on the *training text* (gensim skip-gram, window 5, min_count 1, 10 epochs — the
+vectors the peers comparison uses), looked up lower-cased (as with Ma & Hovy's best, GloVe)
+with digits mapped to 0 (Lample et al.), BiLSTM 200 per direction, dropout 0.5, word
+dropout 0.05, Adam 1e-3 with batches of 32 sentences (Reimers & Gurevych 2017 found Adam
+with batches of 8–64 as good as SGD and less sensitive), gradient norm clipped at 5, early
+stopping after 10 epochs without a better dev F1. valid.txt is used only to pick the best
+epoch and to report.
+
+The word2vec training time counts against the main run's budget. Writes
+``benchmarks/results/ner.json`` (``ner_smoke.json`` with ``--smoke``), saves the pipelines to
+``runs/benchmarks/ner`` and ``runs/benchmarks/ner_no_word2vec``, and the vectors (word2vec
+text format, reusable by the peers comparison) to
+``runs/benchmarks/ner_vectors/conll2003_train_w2v100.txt``. ``--threads 1`` is faster than
+torch's default when other jobs share the CPU cores.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RUNS, corpora_dir, parser, write_results  # noqa: E402
+
+#: The a-priori settings (see the module docstring); the data paths are filled in by ``main``.
+SETTINGS = {
+    "task": "ner",
+    "data": {"scheme": "IOB2", "token_column": 0, "tag_column": -1},
+    "scheme": "IOBES",
+    "vocabulary": {"min_freq": 1},
+    "model": {
+        "embedding_dim": 100, "lowercase": True, "normalize_numbers": True,
+        "char_encoder": "cnn", "char_embedding_dim": 30, "char_hidden_size": 30, "char_kernel": 3,
+        "hidden_size": 200, "num_layers": 1, "dropout": 0.5, "word_dropout": 0.05, "decoder": "crf",
+    },
+    "train": {"epochs": 200, "batch_size": 32, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0,
+              "patience": 10, "seed": 1},
+    "examples": ["Angela Merkel visited Paris.", "EU rejects German call to boycott British lamb ."],
+}
+#: word2vec on the training text: what the peers comparison also uses.
+WORD2VEC = {"algorithm": "skipgram", "dim": 100, "window": 5, "min_count": 1, "epochs": 10, "workers": 1, "seed": 0}
+
+
+def train_vectors(sentences: list[list[str]], path: Path) -> float:
+    """Train the word2vec vectors and write them (word2vec text format); returns the seconds taken."""
+    from seqlab.embeddings.word2vec import save_vectors, train_word2vec
+
+    start = time.perf_counter()
+    vectors = train_word2vec(sentences, **WORD2VEC)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_vectors(vectors, path)
+    return time.perf_counter() - start
+
+
+def train_one(settings: dict, train, dev, output: Path, budget_s: float) -> dict:
+    """Build, train within ``budget_s``, evaluate on dev, save; returns figures and the pipeline."""
+    from seqlab.recipe import load_recipe
+
+    settings = copy.deepcopy(settings)
+    settings["train"]["time_budget_s"] = max(budget_s, 1.0)
+    settings["output"] = str(output)
+    recipe = load_recipe(data=settings)
+    pipe = recipe.build()
+    start = time.perf_counter()
+    result = pipe.fit(train, dev, recipe.train, log_dir=output / "logs")
+    fit_s = time.perf_counter() - start
+    metrics = pipe.evaluate(dev)
+    pipe.save(output, meta={"recipe": settings, "summary": {"dev": metrics, "steps": result.steps}})
+    return {"pipe": pipe, "metrics": metrics, "result": result, "fit_s": fit_s}
+
+
+def predict_rate(pipe, sentences: list[list[str]], batch_size: int) -> float:
+    """Sentences per second of ``pipe.predict`` on pre-tokenized sentences (spans with scores)."""
+    pipe.predict(sentences[: 4 * batch_size], batch_size=batch_size)  # warm-up
+    start = time.perf_counter()
+    pipe.predict(sentences, batch_size=batch_size)
+    return len(sentences) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = parser("CoNLL-2003 NER benchmark (BiLSTM-CNN-CRF)", budget_min=60)
+    p.add_argument("--ablation-budget-min", type=float, default=None,
+                   help="budget of the run without word2vec (default: same as --budget-min; 0 skips it)")
+    p.add_argument("--char-encoder", default="cnn", choices=["cnn", "lstm", "none"])
+    p.add_argument("--limit-train", type=int, default=None, help="use the first N training sentences")
+    p.add_argument("--smoke", action="store_true", help="label the run a smoke test (writes ner_smoke.json)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is faster on a machine shared with other jobs)")
+    args = p.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # Adam's second-moment estimates of rare words decay towards denormal floats over a long
+    # run, which x86 CPUs process very slowly; flushing them to zero does not matter for the results.
+    torch.set_flush_denormal(True)
+
+    from seqlab.recipe import load_recipe
+
+    conll = corpora_dir() / "ner" / "conll2003"
+    budget_s = args.budget_min * 60
+    ablation_s = budget_s if args.ablation_budget_min is None else args.ablation_budget_min * 60
+    settings = copy.deepcopy(SETTINGS)
+    settings["data"].update({"train": str(conll / "train.txt"), "dev": str(conll / "valid.txt"),
+                             "limit_train": args.limit_train})
+    settings["model"]["char_encoder"] = args.char_encoder
+    settings["device"] = args.device
+    name = "ner_smoke" if args.smoke else "ner"
+    wall_start = time.perf_counter()
+
+    train, dev = load_recipe(data=settings).datasets()
+    dev_tokens = [list(t) for t in dev["tokens"]]
+    print(f"CoNLL-2003: {len(train)} training sentences, {len(dev)} valid sentences")
+
+    # 1. word2vec on the training text (its time counts against the budget).
+    vectors = RUNS / "ner_vectors" / "conll2003_train_w2v100.txt"
+    w2v_s = train_vectors([list(t) for t in train["tokens"]], vectors)
+    print(f"word2vec: {w2v_s:.1f} s → {vectors}")
+    main_settings = copy.deepcopy(settings)
+    main_settings["word2vec"] = {"pretrained": str(vectors), "pretrained_format": "word2vec_text"}
+    run = train_one(main_settings, train, dev, RUNS / name, budget_s - w2v_s)
+    pipe, result = run["pipe"], run["result"]
+    print(f"with word2vec: dev F1 {run['metrics']['f1']:.2f} after {result.steps} steps ({result.stopped_by})")
+
+    rate32 = predict_rate(pipe, dev_tokens, 32)
+    rate1 = predict_rate(pipe, dev_tokens[:300], 1)
+    coverage = next((s.coverage for s in pipe.stages if hasattr(s, "coverage")), None)
+    metrics = {
+        "dev_f1": round(run["metrics"]["f1"], 2),
+        "dev_precision": round(run["metrics"]["precision"], 2),
+        "dev_recall": round(run["metrics"]["recall"], 2),
+        **{f"dev_f1_{k[3:]}": round(v, 2) for k, v in run["metrics"].items() if k.startswith("f1_")},
+        "train_tokens_per_s": round(result.tokens_per_s, 1),
+        "predict_sentences_per_s": round(rate32, 1),
+        "predict_sentences_per_s_batch1": round(rate1, 1),
+        "epochs_run": result.history[-1]["epoch"] if result.history else 0,
+        "best_epoch": next((h["epoch"] for h in result.history if h["step"] == result.best_step), None),
+        "steps": result.steps,
+        "stopped_by": result.stopped_by,
+        "word2vec_s": round(w2v_s, 1),
+        "word2vec_coverage": round(coverage["coverage"], 4) if coverage else None,
+        "target_dev_f1": 90.0,
+        "target_met": run["metrics"]["f1"] >= 90.0,
+    }
+    # 2. ablation: no word2vec, its own budget.
+    if ablation_s > 0:
+        ablation = train_one(settings, train, dev, RUNS / f"{name}_no_word2vec", ablation_s)
+        metrics.update({
+            "dev_f1_no_word2vec": round(ablation["metrics"]["f1"], 2),
+            "train_tokens_per_s_no_word2vec": round(ablation["result"].tokens_per_s, 1),
+            "steps_no_word2vec": ablation["result"].steps,
+            "stopped_by_no_word2vec": ablation["result"].stopped_by,
+        })
+        print(f"without word2vec: dev F1 {ablation['metrics']['f1']:.2f}")
+    if args.smoke:
+        metrics["smoke"] = True
+    wall = time.perf_counter() - wall_start
+    recorded = {**main_settings, "word2vec_training": WORD2VEC, "ablation_budget_s": ablation_s,
+                "smoke": args.smoke, "threads": torch.get_num_threads()}
+    write_results(name, metrics, recorded, budget_s, wall, pipe.device)
+
+
+if __name__ == "__main__":
+    main()

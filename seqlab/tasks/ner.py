@@ -1,0 +1,741 @@
+"""Named-entity recognition (many-to-many tagging): BiLSTM-CRF with character features.
+
+The tagger of Lample et al. (2016), "Neural Architectures for Named Entity Recognition",
+and Ma & Hovy (2016), "End-to-end Sequence Labeling via Bi-directional LSTM-CNNs-CRF":
+
+    word i ──► [ word embedding (word2vec-initialised or random) ; char encoder(characters of word i) ]
+           ──► dropout ──► BiLSTM ──► dropout ──► linear ──► emission scores P[i, tag]
+           ──► linear-chain CRF (Lample eq. 1–2): s(y) = Σ A[y_{i-1}, y_i] + Σ P[i, y_i]
+
+Training minimises ``-log p(gold tags | sentence)`` (``seqlab.nn.crf``); prediction is
+Viterbi, constrained so that only sequences valid in the tagging scheme come out
+(``seqlab.text.tagging.allowed_transitions``). ``decoder: softmax`` replaces the CRF by an
+independent softmax per token (cross-entropy), the baseline both papers compare with.
+
+- **Schemes.** Data may be IOB1, IOB2, IOBES or BILOU (``TagEncoder.scheme``); the model
+  trains in IOBES by default (Lample et al.'s choice; Ratinov & Roth 2009 found it a little
+  better than IOB), and outputs tags in ``output_scheme`` (IOB2) plus the spans themselves.
+  Conversion goes through spans, so nothing is lost.
+- **Characters.** The word's characters, *with* their case, go through a char-CNN (Ma &
+  Hovy) or char-BiLSTM (Lample) (``seqlab.nn.charenc``) for all words of a batch at once.
+  The *word* lookup may be lower-cased and have digits mapped to 0 (Lample's options), done
+  by a fixed id → row map built from the case-sensitive vocabulary, so the vocabulary stage
+  stays a plain ``VocabularyStage``.
+- **Word dropout.** In training, each token's word id becomes ``<unk>`` with probability
+  ``word_dropout`` (its characters are kept), so the ``<unk>`` row learns what unseen
+  words look like (Lample et al. replace singletons with p = 0.5; here any token, at a
+  smaller rate).
+- **Confidence.** A span's ``score`` is the mean over its tokens of the CRF marginal
+  ``p(y_t = ŷ_t | sentence)`` (forward–backward), or of the softmax probability.
+- **Inputs.** ``pipe("Angela Merkel visited Paris.")`` tokenizes the string (``WordTokenizer``,
+  ``split="punct"``); a list of strings is *one pre-tokenized sentence* only inside
+  ``pipe.predict([...])`` or as ``pipe({"tokens": [...]})`` — ``pipe([...])`` is a batch of
+  raw texts. An empty sentence is an ``InputError``.
+- **Long sentences** (more than ``chunk_length`` tokens) are tagged in chunks, split after
+  sentence punctuation where possible, so memory stays bounded; training sentences that
+  long are cut the same way (spans crossing a cut are closed at it).
+
+Metrics: entity precision/recall/F1 (micro and per type) of seqeval's default
+(conlleval) mode via ``seqlab.metrics.entities``, on predictions and references both
+converted to IOB2, on a 0–100 scale.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..core.errors import ConfigError, DataError, InputError
+from ..core.stage import Stage
+from ..core.task import TaskModel
+from ..data.collate import bucket_batches
+from ..nn.charenc import CharTable, char_encoder, char_ids
+from ..nn.dropout import Dropout
+from ..nn.masking import lengths_to_mask
+from ..nn.recurrent import PaddedBiRecurrentEncoder, RecurrentEncoder
+from ..text.tagging import allowed_transitions, convert_tags, normalize_scheme, spans, tag_set, tags_from_spans
+from ..text.vocab import SPECIALS, VocabularyStageConfig, column_rows, read_token_file, write_token_file
+from ..train.config import TrainConfig
+
+__all__ = ["NERConfig", "NERData", "NERModel", "NERRecipe", "Sentence", "TagEncoder", "TagEncoderConfig"]
+
+#: Tokens after which a long sentence is preferably cut into chunks.
+_CUT_AFTER = frozenset({".", "!", "?", ";", "。"})
+
+
+# -- input: raw text or tokens → one sentence --------------------------------------------------
+class Sentence(list):
+    """The tokens of one sentence, remembering the text and each token's character offsets.
+
+    Raw text keeps its own spelling (``text``); pre-tokenized input gets ``text`` = the
+    tokens joined by single spaces. Spans in the output carry ``char_start``/``char_end``
+    into ``text``.
+
+    >>> s = Sentence.from_text("Hi,  you", ["Hi", ",", "you"])
+    >>> list(s), s.offsets
+    (['Hi', ',', 'you'], [(0, 2), (2, 3), (5, 8)])
+    """
+
+    @classmethod
+    def from_text(cls, text: str, tokens: Sequence[str]) -> "Sentence":
+        sentence = cls(tokens)
+        sentence.text, sentence.offsets, position = text, [], 0
+        for token in tokens:
+            start = text.find(token, position)
+            if start < 0:  # a tokenizer that rewrites tokens: fall back to the running position
+                start = position
+            sentence.offsets.append((start, start + len(token)))
+            position = start + len(token)
+        return sentence
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[str]) -> "Sentence":
+        return cls.from_text(" ".join(tokens), tokens)
+
+
+def sentence_of(tokens: Sequence[str]) -> Sentence:
+    """``tokens`` as a ``Sentence`` (kept as is when it already is one)."""
+    if isinstance(tokens, Sentence) and len(getattr(tokens, "offsets", ())) == len(tokens):
+        return tokens
+    return Sentence.from_tokens(list(tokens))
+
+
+# -- the tag encoder stage ---------------------------------------------------------------------
+@dataclass
+class TagEncoderConfig:
+    #: Column of tag sequences (one list of tags per sentence).
+    input: str = "tags"
+    #: Column written with the tag indices in the ``target`` scheme.
+    output: str = "tag_ids"
+    #: Scheme of the data's tags: IOB1, IOB2 (BIO), IOBES (BIOES) or BILOU.
+    scheme: str = "IOB2"
+    #: Scheme the model is trained in.
+    target: str = "IOBES"
+    #: Fixed entity types (null: the types seen in the training data, sorted).
+    types: list[str] | None = None
+    #: Refuse sequences that break ``scheme``'s rules (``O I-PER`` in IOB2) instead of
+    #: reading them as seqeval does.
+    strict: bool = False
+
+    def validate(self, where: str = "tags") -> None:
+        self.scheme = normalize_scheme(self.scheme)
+        self.target = normalize_scheme(self.target)
+        if self.input == self.output:
+            raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
+        if self.types is not None and not self.types:
+            raise ConfigError(f"{where}.types: empty; give the entity types or null to learn them")
+
+
+def _sentence_error(err: DataError, index: int, what: str = "training data") -> DataError:
+    return DataError(f"{what} sentence {index}: {err}")
+
+
+class TagEncoder(Stage):
+    """Tag sequences (in ``scheme``) → tag indices in the ``target`` scheme; learns the entity types.
+
+    A tag the scheme does not have (``S-PER`` in IOB2, ``PER``) is a ``DataError`` naming the
+    sentence and position. Training-only: at prediction time there are no tags.
+
+    >>> enc = TagEncoder(scheme="IOB2", target="IOBES").fit({"tags": [["B-PER", "I-PER", "O", "B-LOC"]]})
+    >>> enc.types, enc.tags
+    (['LOC', 'PER'], ['O', 'B-LOC', 'I-LOC', 'E-LOC', 'S-LOC', 'B-PER', 'I-PER', 'E-PER', 'S-PER'])
+    >>> enc({"tags": [["B-PER", "I-PER", "O", "B-LOC"]]})
+    {'tag_ids': [[5, 7, 0, 4]]}
+    """
+
+    kind = "tag_encoder"
+    Config = TagEncoderConfig
+    training_only = True
+    needs_fit = True
+    FILE = "entity_types.txt"
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.takes = (self.config.input,)
+        self.provides = (self.config.output,)
+        self.types: list[str] = []
+        self.tags: list[str] = []
+        self._index: dict[str, int] = {}
+        if self.config.types is not None:
+            self._set_types(list(self.config.types))
+
+    def _set_types(self, types: list[str]) -> None:
+        self.types = list(types)
+        self.tags = tag_set(self.types, self.config.target)
+        self._index = {t: i for i, t in enumerate(self.tags)}
+        self.fitted = True
+
+    def _read(self, row: Any, index: int) -> list[tuple[str, int, int]]:
+        if isinstance(row, str) or not isinstance(row, Sequence):
+            raise DataError(f"TagEncoder: sentence {index} of column {self.config.input!r} is "
+                            f"{type(row).__name__} {row!r:.60}, expected a list of tags")
+        try:
+            if self.config.strict:
+                from ..text.tagging import validate
+
+                validate(list(row), self.config.scheme)
+            return spans(list(row), self.config.scheme)
+        except DataError as err:
+            raise _sentence_error(err, index) from None
+
+    def fit(self, data: Any) -> "TagEncoder":
+        rows = column_rows(data, self.config.input, type(self).__name__)
+        tokens = data.get("tokens") if isinstance(data, Mapping) else None
+        seen: set[str] = set()
+        count = 0
+        for i, row in enumerate(rows):
+            if tokens is not None and len(tokens[i]) != len(row):
+                raise DataError(f"training data sentence {i}: {len(tokens[i])} tokens but {len(row)} tags")
+            seen.update(kind for kind, _, _ in self._read(row, i))
+            count += 1
+        if not count:
+            raise DataError(f"TagEncoder: the training data has no sentences in column {self.config.input!r}")
+        if self.config.types is not None:
+            unknown = sorted(seen - set(self.types))
+            if unknown:
+                raise DataError(f"TagEncoder: the training data has entity type(s) {unknown} outside the fixed types {self.types}")
+            return self
+        if not seen:
+            raise DataError(
+                f"TagEncoder: the training data holds no entity at all ({count} sentences, every tag 'O'); "
+                "is the tag column right (data.tag_column)?"
+            )
+        self._set_types(sorted(seen))
+        return self
+
+    def encode(self, row: Sequence[str], index: int = 0) -> list[int]:
+        """Tag indices (target scheme) of one sentence's tags (in ``scheme``)."""
+        found = self._read(row, index)
+        out = [0] * len(row)
+        for i, tag in enumerate(tags_from_spans(found, len(row), self.config.target)):
+            j = self._index.get(tag)
+            if j is None:
+                raise DataError(f"training data sentence {index}, token {i}: entity type of {row[i]!r} is not one of "
+                                f"the known types {self.types}")
+            out[i] = j
+        return out
+
+    def map(self, batch: Mapping[str, list]) -> dict[str, list]:
+        return {self.config.output: [self.encode(row, i) for i, row in enumerate(batch[self.config.input])]}
+
+    def save_state(self, directory: Path) -> None:
+        write_token_file(Path(directory) / self.FILE, self.types)
+
+    def load_state(self, directory: Path) -> None:
+        types = read_token_file(Path(directory) / self.FILE)
+        if not types:
+            raise DataError(f"{str(Path(directory) / self.FILE)!r} holds no entity types")
+        self._set_types(types)
+
+
+# -- the word encoder ------------------------------------------------------------------------
+# -- the model ---------------------------------------------------------------------------------
+@dataclass
+class NERConfig:
+    """Model settings (defaults: Ma & Hovy's BiLSTM-CNN-CRF). The last block comes from the fitted stages."""
+
+    #: Word embedding size (equal to the word2vec dimension when vectors are used).
+    embedding_dim: int = 100
+    #: Lower-case words for the word lookup (the characters keep their case).
+    lowercase: bool = False
+    #: Map every digit to 0 for the word lookup ("1996" → "0000"; Lample et al.).
+    normalize_numbers: bool = False
+    #: Freeze pretrained word vectors instead of fine-tuning them.
+    freeze_embeddings: bool = False
+    #: Character features: ``cnn`` (Ma & Hovy), ``lstm`` (Lample et al.) or ``none``.
+    char_encoder: Literal["cnn", "lstm", "none"] = "cnn"
+    #: Character embedding size (null: 30 for cnn, 25 for lstm).
+    char_embedding_dim: int | None = None
+    #: Filters (cnn) or units per direction (lstm) (null: 30 / 25).
+    char_hidden_size: int | None = None
+    char_kernel: int = 3
+    #: Longer words keep their first and last max_word_length/2 characters.
+    max_word_length: int = 64
+    #: BiLSTM units per direction, and layers.
+    hidden_size: int = 200
+    num_layers: int = 1
+    #: Dropout on the characters' embeddings (cnn), the word representation and the BiLSTM output.
+    dropout: float = 0.5
+    #: Probability that a training token's word id becomes <unk>.
+    word_dropout: float = 0.05
+    decoder: Literal["crf", "softmax"] = "crf"
+    #: CRF: forbid the transitions the scheme does not allow (I-PER after O in IOB2/IOBES …).
+    constrained: bool = True
+    #: Scheme of the tags in the output.
+    output_scheme: str = "IOB2"
+    #: Sentences longer than this many tokens are tagged (and trained) in chunks.
+    chunk_length: int = 1000
+    #: Filled in from the fitted stages by ``from_stages``.
+    vocab_size: int = 0
+    word_vocab_size: int = 0
+    pad_id: int = 0
+    unk_id: int = 1
+    chars: str = ""
+    tags: list[str] = field(default_factory=list)
+    scheme: str = "IOBES"
+    input_scheme: str = "IOB2"
+
+    def validate(self, where: str = "model") -> None:
+        for name in ("dropout", "word_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{where}.{name} must be in [0, 1), got {value}")
+        for name in ("embedding_dim", "hidden_size", "num_layers", "char_kernel"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("char_embedding_dim", "char_hidden_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{where}.{name} must be >= 1 or null, got {value}")
+        if self.max_word_length < 2:
+            raise ConfigError(f"{where}.max_word_length must be >= 2, got {self.max_word_length}")
+        if self.chunk_length < 2:
+            raise ConfigError(f"{where}.chunk_length must be >= 2, got {self.chunk_length}")
+        for name in ("output_scheme", "scheme", "input_scheme"):
+            try:
+                setattr(self, name, normalize_scheme(getattr(self, name)))
+            except ConfigError as err:
+                raise ConfigError(f"{where}.{name}: {err}") from None
+
+
+def normalize_word(token: str, lowercase: bool, numbers: bool) -> str:
+    """The form of ``token`` used for the word lookup (specials unchanged).
+
+    >>> normalize_word("Paris-1996", True, True)
+    'paris-0000'
+    """
+    if token in SPECIALS:
+        return token
+    if lowercase:
+        token = token.lower()
+    if numbers:
+        token = "".join("0" if c.isdigit() else c for c in token)
+    return token
+
+
+class NERModel(TaskModel):
+    """BiLSTM-CRF tagger; ``decode`` gives ``{"text", "tokens", "tags", "spans"}`` per sentence.
+
+    >>> cfg = NERConfig(embedding_dim=4, hidden_size=3, char_hidden_size=2, char_embedding_dim=2,
+    ...                 vocab_size=6, word_vocab_size=6, chars="AabB", tags=tag_set(["PER"], "IOBES"))
+    >>> model = NERModel(cfg).eval()
+    >>> batch = {"input_ids": torch.tensor([[4, 5]]), "input_ids_lengths": torch.tensor([2]),
+    ...          "_raw": {"tokens": [["Ab", "ba"]]}}
+    >>> out = model.decode(batch)[0]
+    >>> sorted(out), len(out["tags"])
+    (['spans', 'tags', 'text', 'tokens'], 2)
+    """
+
+    task = "ner"
+    Config = NERConfig
+    input_column = "tokens"
+    target_columns = ("tags",)
+    selection_metric = "f1"
+    selection_mode = "max"
+
+    def __init__(self, config: NERConfig) -> None:
+        super().__init__(config)
+        if config.vocab_size < 5 or config.word_vocab_size < 5 or len(config.tags) < 2:
+            raise ConfigError(
+                f"NER model needs vocab_size >= 5 and >= 2 tags (got {config.vocab_size}, {config.tags}); "
+                "build it with Pipeline.fit or NERModel.from_stages"
+            )
+        self.word_embedding = nn.Embedding(config.word_vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+        bound = math.sqrt(3.0 / config.embedding_dim)  # Ma & Hovy §3.1
+        with torch.no_grad():
+            self.word_embedding.weight.uniform_(-bound, bound)
+            self.word_embedding.weight[config.pad_id].zero_()
+        # Case-sensitive vocabulary id → row of the (optionally lower-cased / digit-normalised) table.
+        self.register_buffer("word_map", torch.arange(config.vocab_size))
+        self.char_table = CharTable(config.chars)
+        features = config.embedding_dim
+        if config.char_encoder != "none":
+            self.char_encoder = char_encoder(
+                config.char_encoder, len(self.char_table), config.char_embedding_dim, config.char_hidden_size,
+                config.char_kernel, dropout=config.dropout if config.char_encoder == "cnn" else 0.0,
+            )
+            features += self.char_encoder.output_size
+        else:
+            self.char_encoder = None
+        self.dropout = Dropout(config.dropout)
+        self.encoder = PaddedBiRecurrentEncoder(features, config.hidden_size, config.num_layers, cell="lstm", dropout=config.dropout)
+        self.head = nn.Linear(self.encoder.output_size, len(config.tags))
+        if config.decoder == "crf":
+            from ..nn.crf import CRF
+
+            constraints = allowed_transitions(config.tags, config.scheme) if config.constrained else None
+            self.crf = CRF(len(config.tags), constraints)
+        else:
+            self.crf = None
+        self._tokenizer = None
+        self._tag_index = {t: i for i, t in enumerate(config.tags)}
+        self._warned_empty = False
+
+    # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def from_stages(cls, config: NERConfig, stages: list) -> "NERModel":
+        vocab = next((s for s in stages if getattr(s, "vocab", None) is not None and "input_ids" in s.provides), None)
+        tagger = next((s for s in stages if isinstance(s, TagEncoder)), None)
+        if vocab is None or tagger is None:
+            raise ConfigError("the NER pipeline needs a vocabulary stage (tokens → input_ids) and a tag_encoder stage")
+        if vocab.config.add_bos or vocab.config.add_eos:
+            raise ConfigError("the NER vocabulary stage must not add <bos>/<eos>: the tagger needs one id per token")
+        tokens = vocab.vocab.tokens
+        forms: dict[str, int] = {}
+        rows = [forms.setdefault(normalize_word(t, config.lowercase, config.normalize_numbers), len(forms)) for t in tokens]
+        # The character alphabet is that of the training words (with case), in code-point order.
+        chars = "".join(sorted({c for t in tokens if t not in SPECIALS for c in t}))
+        config = dataclasses.replace(
+            config, vocab_size=len(tokens), word_vocab_size=len(forms), pad_id=vocab.vocab.pad_id,
+            unk_id=vocab.vocab.unk_id, chars=chars, tags=list(tagger.tags), scheme=tagger.config.target,
+            input_scheme=tagger.config.scheme,
+        )
+        config.validate()
+        model = cls(config)
+        model.word_map.copy_(torch.tensor(rows, dtype=torch.long))
+        pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
+        if pretrained is not None:
+            matrix = pretrained.embedding_matrix(list(forms))
+            if matrix.shape[1] != config.embedding_dim:
+                raise ConfigError(
+                    f"word2vec vectors have {matrix.shape[1]} dimensions but model.embedding_dim is "
+                    f"{config.embedding_dim}; make them equal"
+                )
+            model.word_embedding.weight.data.copy_(matrix)
+            model.word_embedding.weight.requires_grad_(not config.freeze_embeddings)
+        return model
+
+    # -- data -------------------------------------------------------------------------------
+    def pad_values(self, training: bool) -> dict[str, Any]:
+        pads: dict[str, Any] = {"input_ids": self.config.pad_id}
+        if training:
+            pads["tag_ids"] = 0
+        return pads
+
+    def check_input(self, value: Any, index: int) -> Sentence:
+        """A raw string (tokenized here), a list of tokens, or ``{"tokens": [...]}`` / ``{"text": "..."}``."""
+        if isinstance(value, Mapping):
+            keys = set(value) & {"tokens", "text"}
+            if len(keys) != 1:
+                raise InputError(f"input {index}: a dict input needs exactly one of 'tokens' or 'text', got keys {sorted(value)}")
+            value = value[keys.pop()]
+        if isinstance(value, str):
+            if not value.strip():
+                raise InputError(f"input {index}: the text is empty or only white space; give at least one word")
+            if self._tokenizer is None:
+                from ..text.tokenizers import WordTokenizer
+
+                self._tokenizer = WordTokenizer(split="punct")
+            return Sentence.from_text(value, self._tokenizer.tokenize(value))
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise InputError(f"input {index}: the sentence has no tokens; give at least one")
+            for position, token in enumerate(value):
+                if not isinstance(token, str):
+                    raise InputError(f"input {index}, token {position}: expected a string, got {type(token).__name__} {token!r:.40}")
+                if not token.strip():
+                    raise InputError(f"input {index}, token {position}: the token is empty or white space")
+            return sentence_of(value)
+        raise InputError(
+            f"input {index}: expected a text, a list of tokens or {{'tokens': [...]}}, got {type(value).__name__} {value!r:.60}"
+        )
+
+    def _chars(self, sentences: Sequence[Sequence[str]], device: torch.device) -> tuple[Tensor, Tensor]:
+        words = [w for s in sentences for w in s]
+        return char_ids(words, self.char_table, self.config.max_word_length, device)
+
+    def _batch(self, ids: Sequence[Sequence[int]], tokens: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None,
+               device: torch.device) -> dict[str, Tensor]:
+        """Pad one batch of sentences (given as id lists, token lists and tag-id lists)."""
+        lengths = [len(r) for r in ids]
+        longest = max(lengths)
+        padded = [list(r) + [self.config.pad_id] * (longest - len(r)) for r in ids]
+        batch = {"input_ids": torch.tensor(padded, dtype=torch.long, device=device),
+                 "input_ids_lengths": torch.tensor(lengths, dtype=torch.long, device=device)}
+        if self.char_encoder is not None:
+            batch["char_ids"], batch["char_lengths"] = self._chars(tokens, device)
+        if tags is not None:
+            batch["tag_ids"] = torch.tensor([list(r) + [0] * (longest - len(r)) for r in tags], dtype=torch.long, device=device)
+        return batch
+
+    def _segments(self, tokens: Sequence[str]) -> list[tuple[int, int]]:
+        """Cut a sentence into chunks of at most ``chunk_length`` tokens, after punctuation where possible."""
+        n, size = len(tokens), self.config.chunk_length
+        if n <= size:
+            return [(0, n)] if n else []
+        out, start = [], 0
+        while n - start > size:
+            end = start + size
+            for cut in range(end, start + size // 2, -1):
+                if tokens[cut - 1] in _CUT_AFTER:
+                    end = cut
+                    break
+            out.append((start, end))
+            start = end
+        out.append((start, n))
+        return out
+
+    # -- training ---------------------------------------------------------------------------
+    def train_batches(self, columns: Mapping[str, list], config: TrainConfig, epoch: int) -> "_TrainBatches":
+        """Length-bucketed batches; empty sentences skipped (with a warning), long ones chunked."""
+        ids_col, tokens_col, tags_col = columns["input_ids"], columns["tokens"], columns["tag_ids"]
+        examples: list[tuple[list[int], list[str], list[int]]] = []
+        empty = 0
+        for i, (ids, tokens, tags) in enumerate(zip(ids_col, tokens_col, tags_col)):
+            if len(ids) != len(tags) or len(ids) != len(tokens):
+                raise DataError(f"training data sentence {i}: {len(tokens)} tokens but {len(tags)} tags")
+            if not ids:
+                empty += 1
+                continue
+            pieces = self._segments(tokens)
+            if len(pieces) == 1:
+                examples.append((ids, tokens, tags))
+                continue
+            for start, end in pieces:
+                # A span cut by the chunk boundary is closed there: re-encode the chunk's tags.
+                names = [self.config.tags[t] for t in tags[start:end]]
+                fixed = convert_tags(names, self.config.scheme, self.config.scheme)
+                examples.append((ids[start:end], tokens[start:end], [self._tag_index[t] for t in fixed]))
+        if empty and not self._warned_empty:
+            warnings.warn(f"NER training data: skipped {empty} empty sentence(s) (no tokens)", stacklevel=2)
+            self._warned_empty = True
+        if not examples:
+            raise DataError("the NER training data has no non-empty sentence")
+        order = bucket_batches(
+            [len(e[0]) for e in examples], config.batch_size, shuffle=True, seed=config.seed + epoch,
+            bucket_factor=config.bucket_factor, max_tokens=config.max_tokens,
+        )
+        return _TrainBatches(self, examples, order)
+
+    def emissions(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Tag scores ``(B, T, K)`` and the token mask ``(B, T)``."""
+        ids, lengths = batch["input_ids"], batch["input_ids_lengths"]
+        mask = lengths_to_mask(lengths.to(ids.device), ids.shape[1])
+        if self.training and self.config.word_dropout > 0:
+            drop = (torch.rand(ids.shape, device=ids.device) < self.config.word_dropout) & mask
+            ids = ids.masked_fill(drop, self.config.unk_id)
+        x = self.word_embedding(self.word_map[ids])
+        if self.char_encoder is not None:
+            chars = self.char_encoder(batch["char_ids"], batch["char_lengths"])  # (words in the batch, D)
+            per_token = chars.new_zeros(ids.shape[0], ids.shape[1], chars.shape[-1])
+            per_token[mask] = chars.to(per_token.dtype)  # row-major: the words in sentence order
+            x = torch.cat([x, per_token.to(x.dtype)], dim=-1)
+        outputs, _, _ = self.encoder(self.dropout(x), lengths)
+        return self.head(self.dropout(outputs)), mask
+
+    def loss(self, batch: dict[str, Tensor]) -> Tensor:
+        scores, mask = self.emissions(batch)
+        tags = batch["tag_ids"]
+        if self.crf is not None:
+            return self.crf.nll(scores, tags, mask, reduction="mean")
+        return nn.functional.cross_entropy(scores[mask].float(), tags[mask])
+
+    # -- decoding ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _tag(self, ids: Sequence[Sequence[int]], tokens: Sequence[Sequence[str]], with_scores: bool,
+             batch_size: int = 64, max_tokens: int = 32768) -> list[tuple[list[int], list[float] | None]]:
+        """Tag indices (training scheme) and, optionally, per-token confidences for each sentence.
+
+        Sentences are cut into chunks (``_segments``) and run in length-sorted sub-batches
+        of at most ``max_tokens`` padded tokens, so memory is bounded for any input.
+        """
+        device = self.word_embedding.weight.device
+        pieces = [(row, start, end) for row, toks in enumerate(tokens) for start, end in self._segments(toks)]
+        pieces.sort(key=lambda p: p[2] - p[1])
+        results: dict[tuple[int, int], tuple[list[int], list[float] | None]] = {}
+        i = 0
+        while i < len(pieces):
+            longest = pieces[min(i + batch_size, len(pieces)) - 1][2] - pieces[min(i + batch_size, len(pieces)) - 1][1]
+            count = max(1, min(batch_size, max_tokens // max(longest, 1)))
+            group = pieces[i : i + count]
+            i += count
+            batch = self._batch([ids[r][s:e] for r, s, e in group], [tokens[r][s:e] for r, s, e in group], None, device)
+            scores, mask = self.emissions(batch)
+            lengths = batch["input_ids_lengths"].tolist()
+            if self.crf is not None:
+                paths = self.crf.decode(scores, mask)
+                if with_scores:
+                    probs = self.crf.marginals(scores, mask)
+            else:
+                probs = scores.float().softmax(-1)
+                paths = [row[:n] for row, n in zip(probs.argmax(-1).tolist(), lengths)]
+            confidences = None
+            if with_scores:
+                best = torch.tensor([p + [0] * (scores.shape[1] - len(p)) for p in paths], device=scores.device)
+                confidences = probs.gather(2, best.unsqueeze(2)).squeeze(2).tolist()
+            for k, (r, s, _) in enumerate(group):
+                results[(r, s)] = (paths[k], confidences[k][: lengths[k]] if confidences is not None else None)
+        out = []
+        for row, toks in enumerate(tokens):
+            tags: list[int] = []
+            conf: list[float] | None = [] if with_scores else None
+            for start, _ in self._segments(toks):
+                path, c = results[(row, start)]
+                tags += path
+                if conf is not None:
+                    conf += c
+            out.append((tags, conf))
+        return out
+
+    def _output(self, tokens: Sequence[str], tag_ids: list[int], confidences: list[float]) -> dict[str, Any]:
+        sentence = sentence_of(tokens)
+        names = [self.config.tags[t] for t in tag_ids]
+        found = spans(names, self.config.scheme)
+        items = []
+        for kind, start, end in found:
+            char_start, char_end = sentence.offsets[start][0], sentence.offsets[end - 1][1]
+            items.append({
+                "text": sentence.text[char_start:char_end], "type": kind, "start": start, "end": end,
+                "char_start": char_start, "char_end": char_end,
+                "score": sum(confidences[start:end]) / (end - start),
+            })
+        return {"text": sentence.text, "tokens": list(sentence),
+                "tags": tags_from_spans(found, len(names), self.config.output_scheme), "spans": items}
+
+    @torch.no_grad()
+    def decode(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """``{"text", "tokens", "tags", "spans": [{"text", "type", "start", "end", "char_start", "char_end", "score"}]}``.
+
+        ``start``/``end`` are token indices (end exclusive); ``char_start``/``char_end`` index ``text``.
+        """
+        tokens = batch["_raw"]["tokens"]
+        ids = [row[:n] for row, n in zip(batch["input_ids"].tolist(), batch["input_ids_lengths"].tolist())]
+        tagged = self._tag(ids, tokens, with_scores=True, batch_size=max(len(ids), 1))
+        return [self._output(t, tags, conf) for t, (tags, conf) in zip(tokens, tagged)]
+
+    # -- metrics ----------------------------------------------------------------------------
+    def evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any = None,
+                           batch_size: int = 128) -> dict[str, float]:
+        """Entity P/R/F1 on preprocessed data (Viterbi only: no confidences needed)."""
+        was_training = self.training
+        self.eval()
+        try:
+            tagged = self._tag(processed["input_ids"], processed["tokens"], with_scores=False, batch_size=batch_size)
+        finally:
+            self.train(was_training)
+        predicted = [convert_tags([self.config.tags[t] for t in tags], self.config.scheme, "IOB2") for tags, _ in tagged]
+        return self.score_tags(predicted, references["tags"], self.config.input_scheme)
+
+    def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
+        predicted = [convert_tags(o["tags"], self.config.output_scheme, "IOB2") for o in outputs]
+        return self.score_tags(predicted, references["tags"], self.config.input_scheme)
+
+    @staticmethod
+    def score_tags(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], gold_scheme: str = "IOB2") -> dict[str, float]:
+        """Entity P/R/F1 (0–100) of IOB2 ``predicted`` against ``gold`` tags in ``gold_scheme``, micro and per type."""
+        from ..metrics.entities import entity_f1
+
+        if len(predicted) != len(gold):
+            raise DataError(f"{len(predicted)} predicted sentences but {len(gold)} reference sentences")
+        references = []
+        for i, (p, g) in enumerate(zip(predicted, gold)):
+            if len(p) != len(g):
+                raise DataError(f"evaluation data sentence {i}: {len(p)} tokens but {len(g)} reference tags")
+            try:
+                references.append(convert_tags(list(g), gold_scheme, "IOB2"))
+            except DataError as err:
+                raise _sentence_error(err, i, "evaluation data") from None
+        result = entity_f1(references, [list(p) for p in predicted])
+        metrics = {"f1": 100 * result.f1, "precision": 100 * result.precision, "recall": 100 * result.recall}
+        for kind, s in result.per_type.items():
+            metrics.update({f"f1_{kind}": 100 * s.f1, f"precision_{kind}": 100 * s.precision, f"recall_{kind}": 100 * s.recall})
+        return metrics
+
+
+class _TrainBatches:
+    """One epoch's batches, padded lazily (only one batch of tensors in memory at a time)."""
+
+    def __init__(self, model: NERModel, examples: list, order: list[list[int]]) -> None:
+        self.model, self.examples, self.order = model, examples, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        for indices in self.order:
+            rows = [self.examples[i] for i in indices]
+            # CPU tensors; the Trainer moves them to its device.
+            yield self.model._batch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], torch.device("cpu"))
+
+
+# -- recipe ------------------------------------------------------------------------------------
+@dataclass
+class NERData:
+    """Where the tagged sentences are (CoNLL columns; ``-DOCSTART-`` lines skipped)."""
+
+    train: str = "corpora/ner/train.conll"
+    dev: str | None = "corpora/ner/dev.conll"
+    #: Scheme of the files' tags: IOB1, IOB2, IOBES or BILOU.
+    scheme: str = "IOB2"
+    token_column: int = 0
+    #: The NER tag field (-1: the last, as in CoNLL-2003's ``token POS chunk NER``).
+    tag_column: int = -1
+    #: Use only the first N training sentences (None: all).
+    limit_train: int | None = None
+
+    def validate(self, where: str = "data") -> None:
+        self.scheme = normalize_scheme(self.scheme)
+
+
+@dataclass
+class NERRecipe:
+    """``pipelines/ner.yaml`` maps onto this."""
+
+    task: str = "ner"
+    data: NERData = field(default_factory=NERData)
+    #: The scheme the model is trained in.
+    scheme: str = "IOBES"
+    vocabulary: VocabularyStageConfig = field(default_factory=VocabularyStageConfig)
+    #: Optional word2vec stage settings (``{dim: 100, ...}`` to train on the training text, or
+    #: ``{pretrained: vectors.txt}``); None: word embeddings learned from scratch.
+    word2vec: dict | None = None
+    model: NERConfig = field(default_factory=NERConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=16, lr=1e-3, clip_norm=5.0, patience=8))
+    output: str = "runs/ner"
+    device: str = "auto"
+    #: Sentences to tag after training, to show the model at work.
+    examples: list[str] = field(default_factory=lambda: ["Angela Merkel visited Paris.", "The United Nations met in Geneva on Monday."])
+
+    def validate(self, where: str = "recipe") -> None:
+        self.scheme = normalize_scheme(self.scheme)
+        if (self.vocabulary.input, self.vocabulary.output) != ("tokens", "input_ids"):
+            raise ConfigError(f"{where}.vocabulary: the NER model reads tokens → input_ids; leave input/output at their defaults")
+
+    def read(self, path: str, limit: int | None = None):
+        """A CoNLL file as a Dataset with columns ``tokens`` and ``tags``."""
+        from ..data.paths import resolve_path
+        from ..data.readers import read_conll
+
+        ds = read_conll(resolve_path(path), tag_column=self.data.tag_column, token_column=self.data.token_column)
+        if limit is not None:
+            ds = ds.select(range(min(limit, len(ds))))
+        return ds
+
+    def datasets(self):
+        train = self.read(self.data.train, self.data.limit_train)
+        dev = self.read(self.data.dev) if self.data.dev else None
+        return train, dev
+
+    def read_eval(self, path: str):
+        """Data for ``seqlab eval MODEL_DIR DATA``: a CoNLL file with the recipe's columns and scheme."""
+        return self.read(path)
+
+    def build(self):
+        from ..pipeline import Pipeline
+        from ..text.vocab import VocabularyStage
+
+        stages: list[Stage] = [VocabularyStage(self.vocabulary)]
+        if self.word2vec is not None:
+            from ..embeddings.word2vec import Word2VecStage
+
+            stages.append(Word2VecStage(self.word2vec))
+        stages.append(TagEncoder(scheme=self.data.scheme, target=self.scheme))
+        return Pipeline(stages, NERModel, self.model, device=self.device)
+
