@@ -143,13 +143,11 @@ def load_weights(module: torch.nn.Module, path: str | Path, device: torch.device
         raise ModelFileError(f"{str(path)!r} is truncated or corrupt and cannot be read: {err}") from None
     own = module.state_dict()
     # safetensors stores each shared (tied) tensor once; put it back under every name.
-    shared = _shared_names(module)
-    for name, aliases in shared.items():
-        for alias in aliases:
-            if alias not in state and name in state:
-                state[alias] = state[name]
-            elif name not in state and alias in state:
-                state[name] = state[alias]
+    for names in _shared_groups(module):
+        stored = next((n for n in names if n in state), None)
+        if stored is not None:
+            for name in names:
+                state.setdefault(name, state[stored])
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
@@ -166,9 +164,10 @@ def load_weights(module: torch.nn.Module, path: str | Path, device: torch.device
     module.load_state_dict(state, strict=True)
 
 
-def _shared_names(module: torch.nn.Module) -> dict[str, list[str]]:
+def _shared_groups(module: torch.nn.Module) -> list[list[str]]:
+    """Names that refer to one tensor (tied weights), grouped."""
     by_ptr: dict[int, list[str]] = {}
     for name, tensor in module.state_dict(keep_vars=False).items():
         if tensor.numel():
             by_ptr.setdefault(tensor.data_ptr(), []).append(name)
-    return {names[0]: names[1:] for names in by_ptr.values() if len(names) > 1}
+    return [names for names in by_ptr.values() if len(names) > 1]

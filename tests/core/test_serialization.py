@@ -79,6 +79,17 @@ def test_tied_weights_survive(tmp_path):
     load_weights(b, tmp_path / "t.safetensors")
     assert torch.equal(a.emb.weight, b.out.weight) and b.out.weight is b.emb.weight
 
+    class ThreeWay(Tied):
+        def __init__(self):
+            super().__init__()
+            self.src = torch.nn.Embedding(5, 3)
+            self.src.weight = self.emb.weight
+
+    c, d = ThreeWay(), ThreeWay()
+    save_weights(c, tmp_path / "three.safetensors")
+    load_weights(d, tmp_path / "three.safetensors")
+    assert torch.equal(d.src.weight, c.emb.weight) and d.src.weight is d.out.weight
+
 
 def test_atomic_directory_keeps_old_on_failure(tmp_path):
     final = tmp_path / "out"
