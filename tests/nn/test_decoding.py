@@ -1,0 +1,149 @@
+"""Greedy and beam search: beam 1 = greedy, beam >= greedy, batching, lengths, normalisation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seqlab.core.errors import ConfigError
+from seqlab.nn.decoding import beam_search, greedy_search, max_target_lengths, normalize_score
+from seqlab.nn.seq2seq import Seq2Seq, Seq2SeqConfig
+
+PAD, BOS, EOS = 0, 2, 3
+LENGTHS = [5, 2, 7, 3, 4, 6]
+
+
+def _random_model(seed, cell="gru", attention="general", input_feeding=False, vocab=16):
+    torch.manual_seed(seed)
+    cfg = Seq2SeqConfig(embedding_dim=8, encoder_hidden=6, decoder_hidden=12, attention_dim=7, cell=cell,
+                        attention=attention, input_feeding=input_feeding, dropout=0.0,
+                        source_vocab_size=vocab, target_vocab_size=vocab)
+    net = Seq2Seq(cfg).double().eval()
+    # Sharper, less uniform distributions than the small initial weights give.
+    with torch.no_grad():
+        net.output.weight.mul_(6.0)
+    return net
+
+
+def _sources(seed, vocab=16, lengths=LENGTHS):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        src[i, :n] = torch.randint(4, vocab, (n,), generator=g)
+    return src, torch.tensor(lengths)
+
+
+def _search(net, src, lengths, beam_size, **kw):
+    state, memory = net.encode(src, lengths)
+    common = dict(bos_id=BOS, eos_id=EOS, banned=(PAD, BOS), max_len_a=1.0, max_len_b=4)
+    common.update(kw)
+    if beam_size == 0:
+        return greedy_search(net.step, state, memory, lengths, **common)
+    return beam_search(net.step, state, memory, lengths, beam_size=beam_size, **common)
+
+
+@pytest.mark.parametrize("cell,attention,feed", [("gru", "general", False), ("lstm", "bahdanau", True)])
+def test_beam_size_one_equals_greedy(cell, attention, feed):
+    for seed in range(3):
+        net = _random_model(seed, cell, attention, feed)
+        src, lengths = _sources(seed)
+        greedy = _search(net, src, lengths, 0)
+        beam1 = _search(net, src, lengths, 1, length_penalty="none")
+        for g, b in zip(greedy, beam1):
+            assert g.tokens == b.tokens
+            assert math.isclose(g.score, b.score, abs_tol=1e-9)
+            assert torch.allclose(g.attention, b.attention, atol=1e-12)
+
+
+def test_beam_search_scores_at_least_greedy():
+    improved = 0
+    for seed in range(4):
+        net = _random_model(10 + seed)
+        src, lengths = _sources(seed)
+        greedy = _search(net, src, lengths, 0)
+        beam = _search(net, src, lengths, 5, length_penalty="none")
+        for g, b in zip(greedy, beam):
+            assert b.score >= g.score - 1e-9, (seed, g, b)
+            improved += b.score > g.score + 1e-9
+    assert improved > 0  # the random models do leave room for search to matter
+
+
+def test_scores_are_the_models_log_probabilities():
+    net = _random_model(3)
+    src, lengths = _sources(3)
+    for hyp, row, n in zip(_search(net, src, lengths, 4), src, lengths.tolist()):
+        tgt = torch.tensor([hyp.tokens])
+        tgt_in, tgt_out = net.teacher_forcing_pair(tgt, torch.tensor([len(hyp.tokens)]))
+        with torch.no_grad():
+            logits, _ = net(row[None, :n], torch.tensor([n]), tgt_in)
+        logp = logits.log_softmax(-1)[0].gather(1, tgt_out[0, :, None]).sum()
+        assert math.isclose(hyp.score, float(logp), abs_tol=1e-9)
+        assert math.isclose(hyp.normalized_score, normalize_score(hyp.score, len(hyp.tokens) + 1), abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("beam_size", [0, 3])
+def test_a_batch_gives_what_each_sentence_gives_alone(beam_size):
+    net = _random_model(7, cell="lstm", attention="bahdanau", input_feeding=True)
+    src, lengths = _sources(7)
+    batched = _search(net, src, lengths, beam_size)
+    for i, n in enumerate(LENGTHS):
+        alone = _search(net, src[i : i + 1, :n], lengths[i : i + 1], beam_size)[0]
+        assert alone.tokens == batched[i].tokens
+        assert math.isclose(alone.score, batched[i].score, abs_tol=1e-9)
+        assert torch.allclose(alone.attention, batched[i].attention, atol=1e-12)
+        assert batched[i].attention.shape == (len(alone.tokens), n)
+        if alone.tokens:
+            assert torch.allclose(batched[i].attention.sum(-1), torch.ones(len(alone.tokens), dtype=torch.float64))
+
+
+def _never_ending_step(tokens, state, memory):
+    logits = torch.zeros(len(tokens), 6)
+    logits[:, 4] = 5.0  # always prefers token 4, <eos> unlikely
+    return logits.log_softmax(-1), state, torch.ones(len(tokens), 1)
+
+
+@pytest.mark.parametrize("beam_size", [0, 2])
+def test_max_length_is_relative_to_the_source(beam_size):
+    lengths = torch.tensor([1, 4])
+    state, memory = (torch.zeros(2, 1),), (torch.zeros(2, 1),)
+    kw = dict(bos_id=BOS, eos_id=EOS, max_len_a=1.5, max_len_b=1)
+    if beam_size:
+        hyps = beam_search(_never_ending_step, state, memory, lengths, beam_size=beam_size, **kw)
+    else:
+        hyps = greedy_search(_never_ending_step, state, memory, lengths, **kw)
+    assert [h.tokens for h in hyps] == [[4, 4], [4] * 7]  # floor(1.5·1 + 1) = 2, floor(1.5·4 + 1) = 7
+    assert max_target_lengths(lengths, 1.5, 1).tolist() == [2, 7]
+
+
+def _short_or_long_step(tokens, state, memory):
+    """After <bos>: <eos> 0.5, token 4 0.45; after token 4: <eos> 0.7."""
+    probs = torch.full((len(tokens), 6), 1e-6)
+    first = state[0] == 0
+    probs[first, EOS], probs[first, 4] = 0.5, 0.45
+    probs[~first, EOS], probs[~first, 4] = 0.7, 0.25
+    return probs.log(), (state[0] + 1,), torch.ones(len(tokens), 1)
+
+
+def test_length_normalisation_changes_the_winner():
+    state, memory, lengths = (torch.zeros(1),), (torch.zeros(1, 1),), torch.tensor([3])
+    run = lambda penalty: beam_search(_short_or_long_step, state, memory, lengths, BOS, EOS, beam_size=2,  # noqa: E731
+                                      length_penalty=penalty, length_alpha=1.0)[0]
+    # [<eos>]: log 0.5 = -0.69; [4, <eos>]: log 0.45 + log 0.7 = -1.16, per token -0.58.
+    assert run("none").tokens == []
+    assert run("mean").tokens == [4]
+    best = run("gnmt")  # ((5+1)/6)^1 = 1 vs ((5+2)/6)^1: -0.69 vs -0.99
+    assert best.tokens == [] and math.isclose(best.normalized_score, math.log(0.5), rel_tol=1e-6)
+    assert math.isclose(normalize_score(-7.0, 2, "gnmt", 1.0), -6.0)
+    assert math.isclose(normalize_score(-6.0, 2, "gnmt", 0.0), -6.0)
+
+
+def test_bad_settings():
+    state, memory, lengths = (torch.zeros(1),), (torch.zeros(1, 1),), torch.tensor([3])
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match="beam_size"):
+            beam_search(_never_ending_step, state, memory, lengths, BOS, EOS, beam_size=bad)
+    with pytest.raises(ConfigError, match="length_penalty"):
+        greedy_search(_never_ending_step, state, memory, lengths, BOS, EOS, length_penalty="long")
+    with pytest.raises(ConfigError, match="beam_size"):
+        _random_model(0).translate(*_sources(0), beam_size=0)
