@@ -22,9 +22,13 @@ def main() -> None:
     p.add_argument("--encoder", default="bilstm", help="bilstm | textcnn | …")
     p.add_argument("--word2vec", action="store_true", help="initialise embeddings with word2vec trained on the training text")
     p.add_argument("--limit-train", type=int, default=None, help="use the first N training rows (smoke runs)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = p.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from seqlab.recipe import load_recipe
 
@@ -68,7 +72,7 @@ def main() -> None:
         "target_dev_accuracy": 0.85,
         "target_met": summary["dev"]["accuracy"] >= 0.85,
     }
-    write_results("sentiment", metrics, settings, budget_s, wall, pipe.device)
+    write_results("sentiment", metrics, {**settings, "torch_threads": torch.get_num_threads()}, budget_s, wall, pipe.device)
 
 
 if __name__ == "__main__":
