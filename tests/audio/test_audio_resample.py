@@ -1,0 +1,43 @@
+"""Resampling keeps frequencies, agrees with librosa, and batches without changing a clip."""
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from seqlab.audio import resample, resample_clips
+from seqlab.audio.resample import resampled_length
+
+
+def _peak_hz(x: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / sr)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("orig_sr, freq", [(8000, 1000.0), (22050, 3000.0), (44100, 440.0)])
+def test_a_sine_keeps_its_frequency(orig_sr, freq):
+    t = np.arange(orig_sr) / orig_sr  # one second
+    x = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    (y,) = resample_clips([x], orig_sr, 16000)
+    assert len(y) == 16000 == resampled_length(len(x), orig_sr, 16000)
+    assert abs(_peak_hz(y, 16000) - freq) <= 1.0
+    # loosely the same signal as librosa's (soxr) resampler, away from the edges
+    ref = librosa.resample(x, orig_sr=orig_sr, target_sr=16000)
+    assert np.max(np.abs(y[200:-200] - ref[200:-200])) < 0.02
+    assert np.sqrt(np.mean(y[200:-200] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+
+
+def test_batched_clips_equal_clips_alone():
+    rng = np.random.default_rng(3)
+    clips = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (5, 700, 2205, 44100, 1)]
+    together = resample_clips(clips, 22050, 16000)
+    for c, y in zip(clips, together):
+        alone = resample(torch.from_numpy(c), 22050, 16000).numpy()
+        assert len(y) == len(alone) == resampled_length(len(c), 22050, 16000)
+        np.testing.assert_allclose(y, alone, atol=1e-6)
+
+
+def test_same_rate_is_a_no_op():
+    x = np.arange(5, dtype=np.float32)
+    np.testing.assert_array_equal(resample_clips([x], 16000, 16000)[0], x)
