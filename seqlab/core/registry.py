@@ -40,6 +40,9 @@ RECIPES: dict[str, str] = {
     "translation": "seqlab.tasks.translation:TranslationRecipe",
     "speech": "seqlab.tasks.speech:SpeechRecipe",
     "lm": "seqlab.tasks.lm:LMRecipe",
+    "anomaly": "seqlab.tasks.generative:AnomalyRecipe",
+    "denoise": "seqlab.tasks.generative:DenoiseRecipe",
+    "cgan": "seqlab.tasks.generative:CGANRecipe",
 }
 
 
