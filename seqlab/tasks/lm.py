@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, InputError
+from ..core.recipe import FileRecipe, first_rows
 from ..core.task import TaskModel
 from ..nn.recurrent import RecurrentEncoder
 from ..nn.tbptt import BPTTWindow, TruncatedBPTT, reset_state, stream_batches
@@ -704,7 +705,7 @@ class LMData:
 
 
 @dataclass
-class LMRecipe:
+class LMRecipe(FileRecipe):
     """``pipelines/lm.yaml`` maps onto this.
 
     >>> from seqlab.core.config import from_dict
@@ -750,20 +751,10 @@ class LMRecipe:
 
             texts = [t for t in ds[self.data.text_column] if t and t.strip()]
             ds = datasets.Dataset.from_dict({"text": texts})
-        if limit is not None:
-            ds = ds.select(range(min(limit, len(ds))))
+        ds = first_rows(ds, limit)
         if len(ds) == 0:
             raise DataError(f"data: {path!r} holds no text")
         return ds
-
-    def datasets(self):
-        train = self.read(self.data.train, self.data.limit_train)
-        dev = self.read(self.data.dev) if self.data.dev else None
-        return train, dev
-
-    def read_eval(self, path: str):
-        """Data for ``seqlab eval MODEL_DIR DATA``: text in the recipe's format."""
-        return self.read(path)
 
     def stages(self) -> list:
         """The front end for ``level``."""

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, InputError
 from ..core.stage import Stage
+from ..core.recipe import FileRecipe, first_rows
 from ..core.task import TaskModel
 from ..data.collate import bucket_batches
 from ..nn.charenc import CharTable, char_encoder, char_ids
@@ -685,7 +686,7 @@ class NERData:
 
 
 @dataclass
-class NERRecipe:
+class NERRecipe(FileRecipe):
     """``pipelines/ner.yaml`` maps onto this."""
 
     task: str = "ner"
@@ -714,18 +715,8 @@ class NERRecipe:
         from ..data.readers import read_conll
 
         ds = read_conll(resolve_path(path), tag_column=self.data.tag_column, token_column=self.data.token_column)
-        if limit is not None:
-            ds = ds.select(range(min(limit, len(ds))))
+        ds = first_rows(ds, limit)
         return ds
-
-    def datasets(self):
-        train = self.read(self.data.train, self.data.limit_train)
-        dev = self.read(self.data.dev) if self.data.dev else None
-        return train, dev
-
-    def read_eval(self, path: str):
-        """Data for ``seqlab eval MODEL_DIR DATA``: a CoNLL file with the recipe's columns and scheme."""
-        return self.read(path)
 
     def build(self):
         from ..pipeline import Pipeline

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..core.errors import ConfigError
+from ..core.recipe import FileRecipe, first_rows
 from ..core.task import TaskModel
 from ..embeddings.word2vec import Word2VecConfig
 from ..text.tokenizers import WordTokenizerConfig
@@ -171,7 +172,7 @@ class SentimentData:
 
 
 @dataclass
-class SentimentRecipe:
+class SentimentRecipe(FileRecipe):
     """``pipelines/sentiment.yaml`` maps onto this."""
 
     task: str = "sentiment"
@@ -201,18 +202,8 @@ class SentimentRecipe:
                 )
         ds = ds.select_columns([self.data.text_column, self.data.label_column])
         ds = ds.rename_columns({self.data.text_column: "text", self.data.label_column: "label"})
-        if limit is not None:
-            ds = ds.select(range(min(limit, len(ds))))
+        ds = first_rows(ds, limit)
         return ds
-
-    def datasets(self):
-        train = self.read(self.data.train, self.data.limit_train)
-        dev = self.read(self.data.dev) if self.data.dev else None
-        return train, dev
-
-    def read_eval(self, path: str):
-        """Data for ``seqlab eval MODEL_DIR DATA``: a TSV with the recipe's columns."""
-        return self.read(path)
 
     def build(self):
         from ..pipeline import Pipeline

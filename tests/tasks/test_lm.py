@@ -409,7 +409,7 @@ def test_cli_trains_the_recipe_for_one_epoch_and_predicts(tmp_path, capsys):
     assert 1.0 < ppl < 2000
     assert (out_dir / "model.safetensors").is_file()
     assert main(["predict", str(out_dir), "the food", "--device", "cpu"]) == 0
-    assert capsys.readouterr().out.startswith("the food\t{")
+    assert capsys.readouterr().out.startswith("the food\tthe food")  # the generated text, prompt first
     assert main(["eval", str(out_dir), str(REPO / "corpora" / "sentiment" / "dev.tsv"), "--device", "cpu"]) == 0
     assert float(re.search(r"perplexity\s+([0-9.]+)", capsys.readouterr().out).group(1)) == pytest.approx(ppl, rel=1e-3)
 
