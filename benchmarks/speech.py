@@ -1,0 +1,247 @@
+"""Speech to text on real recordings: FSDD isolated and connected digits, and OpenSLR "yesno".
+
+    python benchmarks/speech.py [--part isolated|connected|yesno|all] [--budget-min 30] [--device cpu|cuda]
+
+Bars (issue "Speech-to-text: MFCC features, CNN+BiLSTM encoder, CTC"), each within 30
+minutes of CPU training (``--budget-min`` is the budget of *each* part):
+
+- ``fsdd_isolated_wer`` <= 0.02: one digit per recording;
+- ``fsdd_connected_wer`` <= 0.05: 3–7 recordings of one speaker concatenated with random
+  50–300 ms gaps of silence (fixed seeds);
+- ``yesno_wer`` <= 0.01: eight Hebrew "yes"/"no" words per recording.
+
+Data and splits (never tuned on held-out data). FSDD here holds takes 5–49 of five
+speakers (its test takes 0–4 and a sixth speaker are kept aside elsewhere). The
+*validation part* is takes 5–9 of every speaker (250 recordings), only scored; the
+*training part* is takes 10–49, of which takes 10–11 (100 recordings) choose the best
+epoch and takes 12–49 (1,900) are trained on. Isolated digits: trained on the training
+part, scored on the validation part. Connected utterances: built from takes 12–49 for
+training, from takes 10–11 for selection, from the validation part for scoring. yesno:
+the 60 files sorted by name, the first 30 train (the epoch with the lowest training loss
+is kept), the last 30 are the test.
+
+The model is the speech task's CNN → BiLSTM → CTC with *word* labels (the ten digit words;
+"yes"/"no"), 8 kHz MFCCs (20 coefficients of 40 mel bands, 32 ms window, 10 ms hop,
+utterance CMVN) and a front end that divides time by 4. Settings are fixed a priori.
+Results go to ``benchmarks/results/speech.json`` (a run of one part keeps the other parts'
+figures from the previous run, and says which parts it ran); pipelines are saved to
+``runs/benchmarks/speech_{isolated,connected,yesno}``. ``recognise_digits`` on the
+isolated model is the digit classifier other tasks reuse (``fsdd_isolated_classifier_accuracy``).
+
+The 2 CPUs here are shared: ``--threads`` defaults to 1, since torch's OpenMP threads slow
+down badly when another process holds a core; on a quiet machine try ``--threads 2``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, RUNS, corpora_dir, parser, write_results  # noqa: E402
+
+RATE = 8000
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+VALIDATION_TAKES = range(5, 10)
+#: Takes held out of training to select the best epoch (so the validation part is only scored).
+SELECTION_TAKES = range(10, 12)
+TARGETS = {"fsdd_isolated_wer": 0.02, "fsdd_connected_wer": 0.05, "yesno_wer": 0.01}
+
+
+def recipe_settings(part: str, budget_s: float, device: str, tokens: list[str], epochs: int, batch: int, hidden: int) -> dict:
+    return {
+        "task": "speech",
+        "audio": {"sample_rate": RATE, "max_seconds": 60},
+        "features": "mfcc",
+        "mfcc": {"sample_rate": RATE, "n_fft": 256, "hop_length": 80, "n_mels": 40, "n_mfcc": 20, "cmvn": "utterance"},
+        "model": {
+            "unit": "word",
+            "tokens": tokens,
+            # (feature, time) strides: features /4, time /4 → 40 ms per output frame.
+            "cnn": [
+                {"channels": 32, "kernel": 3, "stride": [2, 2], "padding": 1, "norm": "layer", "activation": "leaky_relu"},
+                {"channels": 32, "kernel": 3, "stride": [2, 2], "padding": 1, "norm": "layer", "activation": "leaky_relu"},
+            ],
+            "rnn": "lstm",
+            "hidden_size": hidden,
+            "num_layers": 2,
+            "dropout": 0.15,
+            "spec_augment": {"freq_masks": 2, "freq_width": 4, "time_masks": 2, "time_width": 10, "time_ratio": 0.2},
+        },
+        "train": {"epochs": epochs, "batch_size": batch, "optimizer": "adam", "lr": 0.003, "clip_norm": 5.0,
+                  "time_budget_s": budget_s, "seed": 1, "patience": 12},
+        "output": str(RUNS / f"speech_{part}"),
+        "device": device,
+    }
+
+
+# -- data ----------------------------------------------------------------------------------------
+def read_fsdd(root: Path) -> list[dict]:
+    import soundfile as sf
+
+    rows = []
+    with open(root / "metadata.tsv", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            if row["split"] != "train":
+                continue  # anything else is held out
+            audio, rate = sf.read(root / "recordings" / row["file"], dtype="float32")
+            if rate != RATE:
+                sys.exit(f"{row['file']}: expected {RATE} Hz, got {rate}")
+            rows.append({"audio": audio, "digit": int(row["digit"]), "speaker": row["speaker"], "take": int(row["index"])})
+    return rows
+
+
+def fsdd_parts(rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(train, selection, validation) recordings."""
+    validation = [r for r in rows if r["take"] in VALIDATION_TAKES]
+    selection = [r for r in rows if r["take"] in SELECTION_TAKES]
+    train = [r for r in rows if r["take"] not in VALIDATION_TAKES and r["take"] not in SELECTION_TAKES]
+    return train, selection, validation
+
+
+def isolated(rows: list[dict]) -> dict[str, list]:
+    return {"audio": [r["audio"] for r in rows], "sample_rate": [RATE] * len(rows), "text": [DIGITS[r["digit"]] for r in rows]}
+
+
+def connected(rows: list[dict], count: int, seed: int) -> dict[str, list]:
+    """``count`` utterances of 3–7 digits, each from recordings of one speaker, with 50–300 ms gaps."""
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[str, list[dict]] = {}
+    for r in rows:
+        by_speaker.setdefault(r["speaker"], []).append(r)
+    speakers = sorted(by_speaker)
+    audio, texts = [], []
+    for _ in range(count):
+        pool = by_speaker[speakers[rng.integers(len(speakers))]]
+        picks = [pool[i] for i in rng.integers(len(pool), size=int(rng.integers(3, 8)))]
+        pieces = [np.zeros(int(rng.uniform(0.05, 0.3) * RATE), np.float32)]
+        for r in picks:
+            pieces += [r["audio"], np.zeros(int(rng.uniform(0.05, 0.3) * RATE), np.float32)]
+        audio.append(np.concatenate(pieces))
+        texts.append(" ".join(DIGITS[r["digit"]] for r in picks))
+    return {"audio": audio, "sample_rate": [RATE] * count, "text": texts}
+
+
+def read_yesno(root: Path) -> tuple[dict, dict]:
+    import soundfile as sf
+
+    transcripts = {}
+    with open(root / "transcripts.tsv", encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                name, text = line.rstrip("\n").split("\t")
+                transcripts[name] = text
+    files = sorted((root / "waves_yesno").glob("*.wav"))
+    data = {"audio": [], "sample_rate": [], "text": []}
+    for path in files:
+        audio, rate = sf.read(path, dtype="float32")
+        data["audio"].append(audio)
+        data["sample_rate"].append(rate)
+        data["text"].append(transcripts[path.stem])
+    half = len(files) // 2
+    return ({k: v[:half] for k, v in data.items()}, {k: v[half:] for k, v in data.items()})
+
+
+# -- one part --------------------------------------------------------------------------------------
+def train_part(part: str, train: dict, dev: dict | None, test: dict, settings: dict) -> tuple[dict, object]:
+    from seqlab.core.config import to_dict
+    from seqlab.recipe import load_recipe
+
+    recipe = load_recipe(data=settings)
+    pipe = recipe.build(train["text"])
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "clipped" warnings from a few recordings
+        result = pipe.fit(train, dev, recipe.train, log_dir=Path(recipe.output) / "logs")
+    seconds = time.perf_counter() - start
+    scores = pipe.evaluate(test)
+    summary = {
+        "train_examples": len(train["text"]),
+        "eval_examples": len(test["text"]),
+        "epochs": result.history[-1]["epoch"] if result.history else 0,
+        "steps": result.steps,
+        "stopped_by": result.stopped_by,
+        "fit_s": round(seconds, 1),
+        "train_frames_per_s": round(result.tokens_per_s, 1),
+        "skipped_examples": pipe.model.skipped_examples,
+        "wer": scores["wer"],
+        "cer": scores["cer"],
+    }
+    pipe.save(recipe.output, meta={"recipe": to_dict(recipe), "summary": summary})
+    print(f"{part}: {json.dumps(summary)}", flush=True)
+    return summary, pipe
+
+
+def main() -> None:
+    p = parser("speech benchmark: FSDD isolated / connected digits, yesno", budget_min=30)
+    p.add_argument("--part", choices=["isolated", "connected", "yesno", "all"], default="all")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
+    p.add_argument("--connected-train", type=int, default=3000, help="connected utterances to train on")
+    p.add_argument("--connected-eval", type=int, default=300, help="connected utterances to score")
+    args = p.parse_args()
+
+    import torch
+
+    from seqlab.core.device import resolve_device
+    from seqlab.tasks.speech import recognise_digits
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    corpora = corpora_dir() / "speech"
+    budget_s = args.budget_min * 60
+    parts = ["isolated", "connected", "yesno"] if args.part == "all" else [args.part]
+    wall_start = time.perf_counter()
+    metrics: dict = {}
+    settings: dict = {"threads": args.threads, "budget_s_per_part": budget_s, "parts_run": parts,
+                      "fsdd_parts": "validation (scored): takes 5-9; selection: takes 10-11; training: takes 12-49; all 5 speakers"}
+
+    rows = read_fsdd(corpora / "fsdd") if {"isolated", "connected"} & set(parts) else []
+    train_rows, select_rows, val_rows = fsdd_parts(rows) if rows else ([], [], [])
+    if "isolated" in parts:
+        s = recipe_settings("isolated", budget_s, args.device, list(DIGITS), epochs=200, batch=32, hidden=128)
+        train, select, val = isolated(train_rows), isolated(select_rows), isolated(val_rows)
+        summary, pipe = train_part("isolated", train, select, val, s)
+        guesses = recognise_digits(pipe, val["audio"], sample_rate=RATE)
+        accuracy = float(np.mean([g["digit"] == DIGITS.index(t) for g, t in zip(guesses, val["text"])]))
+        metrics.update({"fsdd_isolated_wer": round(summary["wer"], 4), "fsdd_isolated_classifier_accuracy": round(accuracy, 4)})
+        settings["isolated"] = {**s, "summary": summary}
+    if "connected" in parts:
+        s = recipe_settings("connected", budget_s, args.device, list(DIGITS), epochs=200, batch=16, hidden=128)
+        train = connected(train_rows, args.connected_train, seed=1)
+        val = connected(val_rows, args.connected_eval, seed=2)
+        select = connected(select_rows, 200, seed=3)
+        summary, pipe = train_part("connected", train, select, val, s)
+        from seqlab.metrics import wer
+
+        beam = pipe.predict(val["audio"], sample_rate=RATE, decoder="beam", beam_size=8)
+        summary["wer_beam8"] = wer(val["text"], beam)
+        metrics["fsdd_connected_wer"] = round(summary["wer"], 4)
+        metrics["fsdd_connected_wer_beam8"] = round(summary["wer_beam8"], 4)
+        settings["connected"] = {**s, "summary": summary, "train_seed": 1, "eval_seed": 2, "selection_seed": 3}
+    if "yesno" in parts:
+        s = recipe_settings("yesno", min(budget_s, 600), args.device, ["no", "yes"], epochs=150, batch=4, hidden=64)
+        train, test = read_yesno(corpora / "yesno")
+        summary, _ = train_part("yesno", train, None, test, s)
+        metrics["yesno_wer"] = round(summary["wer"], 4)
+        settings["yesno"] = {**s, "summary": summary, "split": "sorted names: first 30 train, last 30 test"}
+
+    previous = RESULTS / "speech.json"
+    if args.part != "all" and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old.get("benchmark") == "speech":
+            metrics = {**old.get("metrics", {}), **metrics}
+            settings = {**old.get("settings", {}), **settings}
+    for key, target in TARGETS.items():
+        if key in metrics:
+            metrics[f"{key}_target"] = target
+            metrics[f"{key}_met"] = metrics[key] <= target
+    write_results("speech", metrics, settings, budget_s, time.perf_counter() - wall_start, device)
+
+
+if __name__ == "__main__":
+    main()
