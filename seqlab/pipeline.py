@@ -87,6 +87,9 @@ class Pipeline:
             model_config = from_dict(self.task_cls.Config, dict(model_config or {}), where=f"{self.task_cls.task} model")
         self.model_config = model_config
         self.device = resolve_device(device)
+        for stage in self.stages:
+            if callable(getattr(stage, "to", None)):
+                stage.to(self.device)  # feature stages compute on the pipeline's device
         self.model = model.to(self.device) if model is not None else None
         self.train_result = None
         # Fail at construction, not deep inside training.

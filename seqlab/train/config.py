@@ -75,6 +75,9 @@ class TrainConfig:
     amp: Literal["off", "bf16", "fp16"] | bool = "bf16"
     #: Skip a step whose loss (or gradient) is NaN/inf; stop after this many in a row.
     max_nonfinite_steps: int = 10
+    #: CPU threads for torch while training (None: torch's default). On a busy machine 1 is
+    #: often much faster for small models: intra-op threads then wait on each other.
+    threads: int | None = None
 
     #: Write a checkpoint every N optimizer steps (None: only at each epoch end).
     checkpoint_every_steps: int | None = None
@@ -100,6 +103,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"{where}.{name} must be an integer >= {minimum}{' or null' if allow_none else ''}, got {value!r}")
 
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"{where}.threads must be >= 1 or null, got {self.threads}")
         for name in ("epochs", "batch_size", "bucket_factor", "keep_checkpoints", "max_nonfinite_steps", "step_size"):
             positive_int(name)
         for name in ("max_tokens", "patience", "eval_every_steps", "checkpoint_every_steps"):

@@ -215,6 +215,8 @@ class Trainer:
     def _fit(self, ctx: DistributedContext, model: Any, columns: Mapping[str, list], evaluate, resume_from) -> TrainResult:
         config = self.config
         device = ctx.device
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         seed_everything(config.seed)
         model.to(device)
         amp_dtype, use_scaler = amp_settings(config.amp, device)

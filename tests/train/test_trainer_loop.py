@@ -157,3 +157,27 @@ def test_tensorboard_missing_is_skipped_silently(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     result = Trainer(cfg(epochs=1, batch_size=8, tensorboard=True), log_dir=tmp_path).fit(ToyRegressor(), toy_columns(16))
     assert result.steps == 2 and (tmp_path / "metrics.jsonl").is_file() and not (tmp_path / "tensorboard").exists()
+
+
+def test_threads_setting_is_applied_and_checked():
+    import torch
+
+    from seqlab.core.config import from_dict
+    from seqlab.core.errors import ConfigError
+    from seqlab.pipeline import Pipeline
+    from seqlab.text.labels import LabelEncoder
+    from seqlab.text.tokenizers import WordTokenizer
+    from seqlab.text.vocab import VocabularyStage
+    from seqlab.train import TrainConfig
+    from tests.conftest import toy_sentiment
+
+    with pytest.raises(ConfigError, match="threads must be >= 1"):
+        from_dict(TrainConfig, {"threads": 0})
+    before = torch.get_num_threads()
+    try:
+        pipe = Pipeline([WordTokenizer(), VocabularyStage(), LabelEncoder()], task="sentiment",
+                        model_config={"embedding_dim": 4, "hidden_size": 4}, device="cpu")
+        pipe.fit(toy_sentiment(8), None, {"epochs": 1, "progress": "off", "threads": 2})
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
