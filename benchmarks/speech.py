@@ -53,7 +53,8 @@ SELECTION_TAKES = range(10, 12)
 TARGETS = {"fsdd_isolated_wer": 0.02, "fsdd_connected_wer": 0.05, "yesno_wer": 0.01}
 
 
-def recipe_settings(part: str, budget_s: float, device: str, tokens: list[str], epochs: int, batch: int, hidden: int) -> dict:
+def recipe_settings(part: str, budget_s: float, device: str, tokens: list[str], epochs: int, batch: int, hidden: int,
+                    patience: int | None = 12) -> dict:
     return {
         "task": "speech",
         "audio": {"sample_rate": RATE, "max_seconds": 60},
@@ -74,7 +75,7 @@ def recipe_settings(part: str, budget_s: float, device: str, tokens: list[str], 
             "spec_augment": {"freq_masks": 2, "freq_width": 4, "time_masks": 2, "time_width": 10, "time_ratio": 0.2},
         },
         "train": {"epochs": epochs, "batch_size": batch, "optimizer": "adam", "lr": 0.003, "clip_norm": 5.0,
-                  "time_budget_s": budget_s, "seed": 1, "patience": 12},
+                  "time_budget_s": budget_s, "seed": 1, "patience": patience},
         "output": str(RUNS / f"speech_{part}"),
         "device": device,
     }
@@ -181,6 +182,8 @@ def main() -> None:
     p = parser("speech benchmark: FSDD isolated / connected digits, yesno", budget_min=30)
     p.add_argument("--part", choices=["isolated", "connected", "yesno", "all"], default="all")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
+    p.add_argument("--patience", type=int, default=12,
+                   help="early-stopping patience in evaluations on the selection part (0: none, train for the whole budget)")
     p.add_argument("--connected-train", type=int, default=3000, help="connected utterances to train on")
     p.add_argument("--connected-eval", type=int, default=300, help="connected utterances to score")
     args = p.parse_args()
@@ -203,7 +206,8 @@ def main() -> None:
     rows = read_fsdd(corpora / "fsdd") if {"isolated", "connected"} & set(parts) else []
     train_rows, select_rows, val_rows = fsdd_parts(rows) if rows else ([], [], [])
     if "isolated" in parts:
-        s = recipe_settings("isolated", budget_s, args.device, list(DIGITS), epochs=200, batch=32, hidden=128)
+        s = recipe_settings("isolated", budget_s, args.device, list(DIGITS), epochs=200, batch=32, hidden=128,
+                            patience=args.patience or None)
         train, select, val = isolated(train_rows), isolated(select_rows), isolated(val_rows)
         summary, pipe = train_part("isolated", train, select, val, s)
         guesses = recognise_digits(pipe, val["audio"], sample_rate=RATE)
