@@ -279,18 +279,26 @@ class Pipeline:
         directory = Path(directory)
         config = check_model_dir(directory)
         where = f"{directory / CONFIG_FILE}"
+        root = directory.resolve()
         try:
             task_cls = registry.task_class(config["task"])
             model_config = from_dict(task_cls.Config, config.get("model"), where=f"{where}: model")
             stages = []
             for index, entry in enumerate(config.get("stages", [])):
+                if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
+                    raise ConfigError(f"stage {index}: expected a mapping with 'kind', 'config' and 'dir'")
+                stage_dir = (directory / entry["dir"]).resolve()
+                if not stage_dir.is_relative_to(root):
+                    raise ConfigError(f"stage {index}: its files {entry['dir']!r} lie outside the model directory")
                 stage = registry.stage_class(entry["kind"])(entry.get("config") or {})
-                stage.load_state(directory / entry["dir"])
+                stage.load_state(stage_dir)
                 stage.fitted = True
                 stages.append(stage)
-        except (ConfigError, KeyError, TypeError) as err:
+            model = task_cls(model_config)
+        except (ConfigError, DataError, KeyError, TypeError, AttributeError, ValueError, OSError) as err:
             raise ModelFileError(f"{where} cannot be used: {err}") from None
-        model = task_cls(model_config)
+        except (RuntimeError, MemoryError) as err:  # sizes in the config that no machine can allocate
+            raise ModelFileError(f"{where}: the model it describes cannot be built: {str(err)[:200]}") from None
         load_weights(model, directory / WEIGHTS_FILE)
         model.eval()
         return cls(stages, task_cls, model_config, device=device, model=model)
