@@ -298,6 +298,20 @@ def embedding_matrix(
     return torch.from_numpy(matrix), coverage
 
 
+def copy_into_embedding(embedding: nn.Embedding, matrix: torch.Tensor, freeze: bool = False) -> None:
+    """Initialise ``embedding`` with ``matrix`` (rows = the vocabulary), frozen or fine-tuned.
+
+    A dimension mismatch is a ConfigError naming both sizes.
+    """
+    if matrix.shape[1] != embedding.embedding_dim:
+        raise ConfigError(
+            f"word2vec vectors have {matrix.shape[1]} dimensions but model.embedding_dim is "
+            f"{embedding.embedding_dim}; make them equal"
+        )
+    embedding.weight.data.copy_(matrix)
+    embedding.weight.requires_grad_(not freeze)
+
+
 def pretrained_embedding(matrix: torch.Tensor, freeze: bool = False, padding_idx: int | None = 0) -> nn.Embedding:
     """``nn.Embedding`` initialised from ``matrix``; ``freeze`` keeps it fixed, else it is fine-tuned.
 

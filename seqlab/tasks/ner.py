@@ -403,14 +403,9 @@ class NERModel(TaskModel):
         model.word_map.copy_(torch.tensor(rows, dtype=torch.long))
         pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
         if pretrained is not None:
-            matrix = pretrained.embedding_matrix(list(forms))
-            if matrix.shape[1] != config.embedding_dim:
-                raise ConfigError(
-                    f"word2vec vectors have {matrix.shape[1]} dimensions but model.embedding_dim is "
-                    f"{config.embedding_dim}; make them equal"
-                )
-            model.word_embedding.weight.data.copy_(matrix)
-            model.word_embedding.weight.requires_grad_(not config.freeze_embeddings)
+            from ..embeddings.word2vec import copy_into_embedding
+
+            copy_into_embedding(model.word_embedding, pretrained.embedding_matrix(list(forms)), config.freeze_embeddings)
         return model
 
     # -- data -------------------------------------------------------------------------------

@@ -111,14 +111,9 @@ class SentimentModel(TaskModel):
         model = cls(config)
         pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
         if pretrained is not None:
-            matrix = pretrained.embedding_matrix(vocab.vocab)
-            if matrix.shape[1] != config.embedding_dim:
-                raise ConfigError(
-                    f"word2vec vectors have {matrix.shape[1]} dimensions but model.embedding_dim is "
-                    f"{config.embedding_dim}; make them equal"
-                )
-            model.embedding.weight.data.copy_(matrix)
-            model.embedding.weight.requires_grad_(not config.freeze_embeddings)
+            from ..embeddings.word2vec import copy_into_embedding
+
+            copy_into_embedding(model.embedding, pretrained.embedding_matrix(vocab.vocab), config.freeze_embeddings)
         return model
 
     def pad_values(self, training: bool) -> dict[str, Any]:
