@@ -49,7 +49,7 @@ SETTINGS = {
     },
     "train": {"epochs": 200, "batch_size": 32, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0,
               "patience": 10, "seed": 1},
-    "examples": ["Angela Merkel visited Paris.", "EU rejects German call to boycott British lamb ."],
+    "examples": ["Angela Merkel visited Paris.", "The Norvik council met in Lyon on Tuesday ."],
 }
 #: word2vec on the training text: what the peers comparison also uses.
 WORD2VEC = {"algorithm": "skipgram", "dim": 100, "window": 5, "min_count": 1, "epochs": 10, "workers": 1, "seed": 0}

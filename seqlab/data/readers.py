@@ -163,10 +163,10 @@ def read_conll(
 
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "t.conll")
-    >>> _ = open(path, "w").write("-DOCSTART- -X- O\\n\\nEU NNP B-ORG\\nrejects VBZ O\\n\\nPeter NNP B-PER\\n")
+    >>> _ = open(path, "w").write("-DOCSTART- -X- O\\n\\nNorvik NNP B-ORG\\npraises VBZ O\\n\\nIlse NNP B-PER\\n")
     >>> ds = read_conll(path)
     >>> ds[:]["tokens"], ds[:]["tags"]
-    ([['EU', 'rejects'], ['Peter']], [['B-ORG', 'O'], ['B-PER']])
+    ([['Norvik', 'praises'], ['Ilse']], [['B-ORG', 'O'], ['B-PER']])
     """
     path = Path(path)
     wanted = {"tokens": token_column, "tags": tag_column, **(columns or {})}

@@ -53,19 +53,19 @@ def test_tsv_bad_files(tmp_path):
 # -- CoNLL --------------------------------------------------------------------------------
 CONLL = """-DOCSTART- -X- -X- O
 
-EU NNP B-NP B-ORG
-rejects VBZ B-VP O
-German JJ B-NP B-MISC
-call NN I-NP O
+Norvik NNP B-NP B-ORG
+praises VBZ B-VP O
+Danish JJ B-NP B-MISC
+plan NN I-NP O
 . . O O
 
-Peter NNP B-NP B-PER
-Blackburn NNP I-NP I-PER
+Ilse NNP B-NP B-PER
+Vandermeer NNP I-NP I-PER
 
 -DOCSTART- -X- -X- O
 
-BRUSSELS NNP B-NP B-LOC
-1996-08-22 CD I-NP O
+LYON NNP B-NP B-LOC
+2024-03-11 CD I-NP O
 """
 
 
@@ -74,10 +74,10 @@ def test_conll_counts_docstart_and_columns(tmp_path):
     ds = read_conll(path)
     assert len(ds) == 3
     assert sum(len(t) for t in ds[:]["tokens"]) == 9
-    assert ds[0] == {"tokens": ["EU", "rejects", "German", "call", "."], "tags": ["B-ORG", "O", "B-MISC", "O", "O"]}
+    assert ds[0] == {"tokens": ["Norvik", "praises", "Danish", "plan", "."], "tags": ["B-ORG", "O", "B-MISC", "O", "O"]}
     assert ds[2]["tags"] == ["B-LOC", "O"]
     pos = read_conll(path, tag_column=1, columns={"chunk": 2}, keep_documents=True)
-    assert pos[1] == {"tokens": ["Peter", "Blackburn"], "tags": ["NNP", "NNP"], "chunk": ["B-NP", "I-NP"], "document": 0}
+    assert pos[1] == {"tokens": ["Ilse", "Vandermeer"], "tags": ["NNP", "NNP"], "chunk": ["B-NP", "I-NP"], "document": 0}
     assert pos[:]["document"] == [0, 0, 1]
 
 
@@ -88,7 +88,7 @@ def test_conll_without_docstart_or_final_blank_line(tmp_path):
 
 
 def test_conll_inconsistent_columns_names_file_and_line(tmp_path):
-    path = write(tmp_path / "bad.conll", "EU NNP B-ORG\nrejects O\n")
+    path = write(tmp_path / "bad.conll", "Norvik NNP B-ORG\npraises O\n")
     with pytest.raises(DataError, match=r"bad\.conll' line 2: 2 field.*line 1 has 3"):
         read_conll(path)
     with pytest.raises(DataError, match="field 7"):
@@ -152,13 +152,13 @@ def test_load_hub_dataset_maps_conll2003_and_multi30k_columns(monkeypatch):
                 "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
             })
             return datasets.Dataset.from_dict(
-                {"id": ["0"], "tokens": [["Peter", "Blackburn", "ran"]], "ner_tags": [[1, 2, 0]]}, features=features
+                {"id": ["0"], "tokens": [["Ilse", "Vandermeer", "ran"]], "ner_tags": [[1, 2, 0]]}, features=features
             )
         return datasets.Dataset.from_dict({"en": ["A dog."], "de": ["Ein Hund."]})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     ner = load_hub_dataset("eriktks/conll2003", split="validation")
-    assert ner[0] == {"tokens": ["Peter", "Blackburn", "ran"], "tags": ["B-PER", "I-PER", "O"]}
+    assert ner[0] == {"tokens": ["Ilse", "Vandermeer", "ran"], "tags": ["B-PER", "I-PER", "O"]}
     m30k = load_hub_dataset("multi30k")
     assert m30k[0] == {"source": "A dog.", "target": "Ein Hund."}
     assert calls == [(("eriktks/conll2003",), "validation"), (("bentrevett/multi30k",), "train")]

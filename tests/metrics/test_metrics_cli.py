@@ -18,27 +18,27 @@ HYPS = ["the cat sat on a mat", "a dog ran", "oh no", "hello world"]
 
 GOLD = """-DOCSTART- -X- O
 
-EU B-ORG
-rejects O
-German B-MISC
-call O
+Norvik B-ORG
+praises O
+Danish B-MISC
+plan O
 
-Peter B-PER
-Blackburn I-PER
+Ilse B-PER
+Vandermeer I-PER
 
-BRUSSELS B-LOC
+LYON B-LOC
 """
 PRED = """-DOCSTART- -X- O
 
-EU B-ORG
-rejects O
-German B-MISC
-call O
+Norvik B-ORG
+praises O
+Danish B-MISC
+plan O
 
-Peter B-PER
-Blackburn B-PER
+Ilse B-PER
+Vandermeer B-PER
 
-BRUSSELS B-ORG
+LYON B-ORG
 """
 
 
@@ -258,14 +258,14 @@ def test_empty_input(run, files, tmp_path):
 
 def test_invalid_tags_in_strict_mode(run, files, tmp_path):
     gold = tmp_path / "bad_gold.conll"
-    gold.write_text(GOLD.replace("Peter B-PER", "Peter I-PER"), encoding="utf-8")
+    gold.write_text(GOLD.replace("Ilse B-PER", "Peter I-PER"), encoding="utf-8")
     err = _one_error_line(*run(["ner", gold, files["pred"], "--mode", "strict"]))
     assert err.startswith(f"seqlab eval: GOLD '{gold}' line 8 (sentence 2, token 1): tag 'I-PER' at the start "
                           "of the sentence is not part of any valid IOB2 entity")
     # the same file is fine in the default (conlleval) mode
     assert run(["ner", gold, files["pred"]])[0] == 0
     pred = tmp_path / "iobes_pred.conll"
-    pred.write_text(PRED.replace("BRUSSELS B-ORG", "BRUSSELS S-ORG"), encoding="utf-8")
+    pred.write_text(PRED.replace("LYON B-ORG", "LYON S-ORG"), encoding="utf-8")
     err = _one_error_line(*run(["ner", files["gold"], pred, "--mode", "strict", "--scheme", "IOB2"]))
     assert "PRED" in err and "line 11 (sentence 3, token 1): tag 'S-ORG'" in err
     assert run(["ner", files["gold"], pred, "--mode", "strict", "--scheme", "IOBES"])[0] == 2  # B-PER w/o E-
@@ -277,7 +277,7 @@ def test_ner_alignment_errors(run, files, tmp_path):
     err = _one_error_line(*run(["ner", files["gold"], fewer]))
     assert "GOLD has 3 sentences, PRED has 2" in err
     shorter = tmp_path / "shorter.conll"
-    shorter.write_text(PRED.replace("call O\n", ""), encoding="utf-8")
+    shorter.write_text(PRED.replace("plan O\n", ""), encoding="utf-8")
     err = _one_error_line(*run(["ner", files["gold"], shorter]))
     assert "sentence 1 has 4 tokens in GOLD (line 3) but 3 in PRED (line 3)" in err
 
