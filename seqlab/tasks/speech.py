@@ -48,6 +48,7 @@ from ..audio.augment import SpecAugment, SpecAugmentConfig
 from ..audio.features import LogMelConfig, MFCCConfig
 from ..audio.io import AudioLoaderConfig
 from ..core.errors import ConfigError, DataError, InputError
+from ..core.recipe import FileRecipe
 from ..core.task import TaskModel
 from ..nn.blocks import ConvLayerSpec, ConvStack
 from ..nn.ctc import (
@@ -663,7 +664,7 @@ class SpeechData:
 
 
 @dataclass
-class SpeechRecipe:
+class SpeechRecipe(FileRecipe):
     """``pipelines/speech.yaml`` maps onto this."""
 
     task: str = "speech"
@@ -721,15 +722,6 @@ class SpeechRecipe:
             files = files[:limit]
         audio = [str(p if Path(p).is_absolute() else root / p) for p in files]
         return datasets.Dataset.from_dict({"audio": audio, "text": rows[self.data.text_column][: len(audio)]})
-
-    def datasets(self):
-        train = self.read(self.data.train, self.data.limit_train)
-        dev = self.read(self.data.dev) if self.data.dev else None
-        return train, dev
-
-    def read_eval(self, path: str):
-        """Data for ``seqlab eval MODEL_DIR DATA``: a TSV with the recipe's columns."""
-        return self.read(path)
 
     def model_config(self, transcripts: Sequence[str]) -> SpeechConfig:
         """The model settings completed from the training transcripts (labels, word list, LM)."""
