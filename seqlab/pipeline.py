@@ -294,6 +294,7 @@ class Pipeline:
                 stage.load_state(stage_dir)
                 stage.fitted = True
                 stages.append(stage)
+            _check_stages_agree(task_cls, model_config, stages, where)
             model = task_cls(model_config)
         except (ConfigError, DataError, KeyError, TypeError, AttributeError, ValueError, OSError) as err:
             raise ModelFileError(f"{where} cannot be used: {err}") from None
@@ -306,3 +307,29 @@ class Pipeline:
     def __repr__(self) -> str:
         stages = ", ".join(type(s).__name__ for s in self.stages)
         return f"Pipeline(task={self.task!r}, stages=[{stages}], device={self.device}, fitted={self.model is not None})"
+
+
+def _check_stages_agree(task_cls: type, model_config: Any, stages: list, where: str) -> None:
+    """Refuse a model directory whose stage files disagree with its model config.
+
+    A vocabulary file one token longer than the embedding (edited, or copied from another
+    model) would load, then fail with an IndexError on the first sentence holding that token.
+    """
+    from .core.config import to_dict
+    from .core.errors import ConfigError
+
+    saved, derived = to_dict(model_config), to_dict(task_cls.configure(model_config, stages))
+    differ = [key for key in saved if saved[key] != derived.get(key)]
+    if differ:
+        key = differ[0]
+        raise ConfigError(
+            f"the stage files disagree with the model config on {', '.join(differ)} (e.g. {key}: "
+            f"{_short(saved[key])} in the model config, {_short(derived.get(key))} from the stage files); "
+            "were files edited or copied from another model?"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+

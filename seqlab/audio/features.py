@@ -59,7 +59,7 @@ from seqlab.core.stage import Stage
 
 from . import filters
 from .resample import resample_clips
-from .signal import prepare
+from .signal import parse_sample_rate, prepare
 
 #: Added to variances before CMVN divides by the deviation: a constant feature (a delta of
 #: a 4-frame clip, silence) must come out 0, not its float rounding noise blown up.
@@ -645,8 +645,9 @@ class LogMel(Stage):
             clips.append(clip)
         rates = batch.get("sample_rate") if hasattr(batch, "get") else None
         if rates is not None:
-            for rate in sorted({int(r) for r in rates if r is not None and int(r) != cfg.sample_rate}):
-                idx = [i for i, r in enumerate(rates) if r is not None and int(r) == rate]
+            rates = [None if r is None else parse_sample_rate(r, f"example {i}") for i, r in enumerate(rates)]
+            for rate in sorted({r for r in rates if r is not None and r != cfg.sample_rate}):
+                idx = [i for i, r in enumerate(rates) if r == rate]
                 if rate not in self._warned:
                     self._warned.add(rate)
                     warnings.warn(f"resampled {rate} Hz → {cfg.sample_rate} Hz before {self.kind} (example {idx[0]})", stacklevel=5)

@@ -27,7 +27,7 @@ from seqlab.core.errors import ConfigError, InputError
 from seqlab.core.stage import Stage
 
 from .resample import resample_clips
-from .signal import clipped_fraction, peak, peak_normalize, prepare, rms_normalize
+from .signal import clipped_fraction, parse_sample_rate, peak, peak_normalize, prepare, rms_normalize
 
 
 def _read_with_librosa(source: Any, name: str, first_error: Exception) -> tuple[np.ndarray, int]:
@@ -64,7 +64,11 @@ def read_audio(path: str | os.PathLike | bytes, name: str | None = None) -> tupl
     else:
         p = Path(path)
         name = name or f"audio file {str(p)!r}"
-        if not p.exists():
+        try:
+            exists = p.exists()
+        except OSError as err:  # e.g. a name longer than the file system allows
+            raise InputError(f"{name:.300} cannot be a file here: {err.strerror or err}") from None
+        if not exists:
             raise InputError(f"{name} does not exist")
         if p.is_dir():
             raise InputError(f"{name} is a directory, not an audio file")
@@ -172,13 +176,7 @@ class AudioLoader(Stage):
         data = prepare(value, where, cfg.nonfinite)
         if rate is None:
             rate = cfg.input_sample_rate or cfg.sample_rate
-        try:
-            rate = int(rate)
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: the sample rate {rate!r} is not a number") from None
-        if rate <= 0:
-            raise InputError(f"{where}: the sample rate must be positive, got {rate}")
-        return data, rate, where
+        return data, parse_sample_rate(rate, where), where
 
     def _check(self, data: np.ndarray, sr: int, where: str) -> np.ndarray:
         cfg = self.config

@@ -8,6 +8,15 @@ call; for many short clips that rebuild costs more than the filtering. We keep o
 (source rate, target rate, device) in a small cache, and filter clips of similar length
 together as one zero-padded batch: the kernel sees zeros past the end of a clip either
 way, so a batched clip equals the clip resampled alone.
+
+The polyphase kernel has ``new/g`` phases of about ``orig/g`` taps each (``g`` the rates'
+greatest common divisor): tiny for the usual pairs (44.1 → 16 kHz: 76k taps), but a rate
+that shares no large factor with the target (16,001 Hz, 44,101 Hz) or an absurd one
+(1e12 Hz) would need hundreds of millions of taps, gigabytes. Above :data:`MAX_KERNEL_TAPS`
+a clip is resampled in the frequency domain instead: its real FFT is cut (or zero-padded)
+to the new length and inverted, which is exact band-limited resampling of the clip taken as
+periodic (only the first and last few milliseconds see the wrap-around), in memory linear in
+the clip's length.
 """
 from __future__ import annotations
 
@@ -22,6 +31,30 @@ from seqlab.core.errors import InputError
 
 #: Clips filtered together in one call (sorted by length, so padding stays small).
 _BATCH = 32
+#: Largest polyphase kernel (phases × taps) built for a rate pair; above it, FFT resampling.
+MAX_KERNEL_TAPS = 1 << 22
+#: torchaudio's defaults, used to size its kernel (``lowpass_filter_width``, ``rolloff``).
+_WIDTH, _ROLLOFF = 6, 0.99
+
+
+def kernel_taps(orig_sr: int, new_sr: int) -> int:
+    """Weights in torchaudio's polyphase kernel for this rate pair (phases × taps per phase)."""
+    g = math.gcd(int(orig_sr), int(new_sr))
+    orig, new = int(orig_sr) // g, int(new_sr) // g
+    width = math.ceil(_WIDTH * orig / (min(orig, new) * _ROLLOFF))
+    return new * (orig + 2 * width)
+
+
+def _fft_resample(x: torch.Tensor, n_out: int) -> torch.Tensor:
+    """Band-limited resampling of ``x (..., n)`` to ``n_out`` samples by cutting/padding its spectrum."""
+    n = x.shape[-1]
+    if n == 0 or n_out == 0:
+        return x.new_zeros(*x.shape[:-1], n_out)
+    spectrum = torch.fft.rfft(x.to(torch.float64), dim=-1)
+    keep = min(spectrum.shape[-1], n_out // 2 + 1)
+    out = spectrum.new_zeros(*spectrum.shape[:-1], n_out // 2 + 1)
+    out[..., :keep] = spectrum[..., :keep]
+    return (torch.fft.irfft(out, n=n_out, dim=-1) * (n_out / n)).to(torch.float32)
 
 
 @functools.lru_cache(maxsize=32)
@@ -54,6 +87,8 @@ def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     if orig_sr == new_sr:
         return audio
     x = audio.to(torch.float32)
+    if kernel_taps(orig_sr, new_sr) > MAX_KERNEL_TAPS:
+        return _fft_resample(x, resampled_length(x.shape[-1], orig_sr, new_sr))
     return _resampler(int(orig_sr), int(new_sr), str(x.device))(x)
 
 
@@ -72,6 +107,10 @@ def resample_clips(
     if orig_sr == new_sr:
         return [np.asarray(c, dtype=np.float32) for c in clips]
     device = torch.device(device)
+    if kernel_taps(orig_sr, new_sr) > MAX_KERNEL_TAPS:  # one clip at a time: the FFT sees each whole clip
+        with torch.no_grad():
+            return [_fft_resample(torch.as_tensor(np.asarray(c, dtype=np.float32)).to(device),
+                                  resampled_length(len(c), orig_sr, new_sr)).cpu().numpy() for c in clips]
     module = _resampler(int(orig_sr), int(new_sr), str(device))
     out: list[np.ndarray | None] = [None] * len(clips)
     order = sorted(range(len(clips)), key=lambda i: len(clips[i]))

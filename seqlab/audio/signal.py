@@ -19,6 +19,7 @@ instead of dividing by zero.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,10 @@ _INT_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(n
 def as_array(audio: Any, where: str) -> np.ndarray:
     """``audio`` (ndarray, list, torch tensor) as an ndarray, without changing its dtype."""
     if hasattr(audio, "detach") and hasattr(audio, "cpu"):  # a torch tensor, without importing torch
-        audio = audio.detach().cpu().numpy()
+        audio = audio.detach().cpu()
+        if str(audio.dtype) == "torch.bfloat16":  # numpy has no bfloat16; float32 holds it exactly
+            audio = audio.float()
+        audio = audio.numpy()
     if isinstance(audio, (str, bytes)):
         raise InputError(f"{where}: expected audio samples, got the {type(audio).__name__} {audio!r:.60}")
     try:
@@ -93,6 +97,19 @@ def to_mono(audio: np.ndarray, where: str = "audio") -> np.ndarray:
     )
 
 
+def parse_sample_rate(rate: Any, where: str) -> int:
+    """A sample rate given by a user (int, integral float, numpy scalar) as a positive int.
+
+    >>> parse_sample_rate(16000.0, "example 0")
+    16000
+    """
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise InputError(f"{where}: the sample rate must be a number of samples per second, got {rate!r:.60}")
+    if not math.isfinite(rate) or rate <= 0 or rate != int(rate):
+        raise InputError(f"{where}: the sample rate must be a positive whole number of Hz, got {rate!r}")
+    return int(rate)
+
+
 def check_finite(audio: np.ndarray, where: str, nonfinite: str = "error") -> np.ndarray:
     """Refuse (``"error"``) or zero (``"zero"``) NaN/inf samples."""
     finite = np.isfinite(audio)
@@ -108,9 +125,26 @@ def check_finite(audio: np.ndarray, where: str, nonfinite: str = "error") -> np.
     )
 
 
+#: Largest sample magnitude accepted. Audio is about ±1 (int32 PCM read as unscaled floats is
+#: ±2.1e9); far above, the float32 power spectrum (|FFT|² ≤ (n_fft · peak)²) overflows to inf
+#: and the features become NaN without a word.
+MAX_SAMPLE = 1e12
+
+
+def check_range(audio: np.ndarray, where: str) -> np.ndarray:
+    """Refuse samples whose magnitude exceeds :data:`MAX_SAMPLE` (finite samples assumed)."""
+    if audio.size and not (np.max(np.abs(audio)) <= MAX_SAMPLE):
+        first = int(np.flatnonzero(np.abs(audio) > MAX_SAMPLE)[0])
+        raise InputError(
+            f"{where}: samples reach {float(np.max(np.abs(audio))):.3g} (first at sample {first}); "
+            f"audio is expected within about ±1 and at most ±{MAX_SAMPLE:.0e}: scale it down"
+        )
+    return audio
+
+
 def prepare(audio: Any, where: str, nonfinite: str = "error") -> np.ndarray:
-    """Any supported input → 1-D float32 mono finite samples (may be empty)."""
-    return check_finite(to_mono(to_float32(audio, where), where), where, nonfinite)
+    """Any supported input → 1-D float32 mono finite samples of sane magnitude (may be empty)."""
+    return check_range(check_finite(to_mono(to_float32(audio, where), where), where, nonfinite), where)
 
 
 def peak(audio: np.ndarray) -> float:

@@ -37,9 +37,23 @@ class TaskModel(nn.Module):
 
     # -- building -----------------------------------------------------------------
     @classmethod
+    def configure(cls, config: Any, stages: list) -> Any:
+        """``config`` with what the fitted stages know filled in (vocabulary sizes, labels, tag sets).
+
+        Pure: the same stages give the same config. ``Pipeline.load`` uses it to check that
+        the saved stage files agree with the saved model config.
+        """
+        return config
+
+    @classmethod
     def from_stages(cls, config: Any, stages: list) -> "TaskModel":
-        """Fill in what the fitted stages know (vocabulary size, labels), then build."""
-        return cls(config)
+        """Build a fresh model for the fitted stages: :meth:`configure`, then :meth:`initialize`."""
+        model = cls(cls.configure(config, stages))
+        model.initialize(stages)
+        return model
+
+    def initialize(self, stages: list) -> None:
+        """Set what a new model takes from the stages beyond its config (pretrained vectors, tokenizers)."""
 
     # -- data -----------------------------------------------------------------------
     @property

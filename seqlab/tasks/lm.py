@@ -290,7 +290,7 @@ class LanguageModel(TaskModel):
 
     # -- building ---------------------------------------------------------------------
     @classmethod
-    def from_stages(cls, config: LMConfig, stages: list) -> "LanguageModel":
+    def configure(cls, config: LMConfig, stages: list) -> LMConfig:
         """Read the vocabulary (or sentencepiece model) and the tokenizer kind off the fitted stages."""
         ids_stage = next((s for s in reversed(stages) if "input_ids" in getattr(s, "provides", ())), None)
         if ids_stage is None:
@@ -322,10 +322,9 @@ class LanguageModel(TaskModel):
             source, detokenize = None, "sentencepiece"
         else:
             raise ConfigError(f"{type(ids_stage).__name__} gives ids but no token table; use a vocabulary or sentencepiece stage")
-        config = dataclasses.replace(
+        return dataclasses.replace(
             config, vocab_size=len(tokens), tokens=list(tokens), detokenize=detokenize, source_column=source, **ids
         )
-        return cls(config)
 
     def pad_values(self, training: bool) -> dict[str, Any]:
         return {"input_ids": self.config.pad_id}

@@ -194,7 +194,11 @@ class TagEncoder(Stage):
         for i, row in enumerate(rows):
             if tokens is not None and len(tokens[i]) != len(row):
                 raise DataError(f"training data sentence {i}: {len(tokens[i])} tokens but {len(row)} tags")
-            seen.update(kind for kind, _, _ in self._read(row, i))
+            for kind, _, _ in self._read(row, i):
+                if kind not in seen and (not kind or any(c.isspace() for c in kind)):
+                    raise DataError(f"training data sentence {i}: entity type {kind!r} must be a non-empty string "
+                                    "without spaces")
+                seen.add(kind)
             count += 1
         if not count:
             raise DataError(f"TagEncoder: the training data has no sentences in column {self.config.input!r}")
@@ -215,7 +219,11 @@ class TagEncoder(Stage):
         """Tag indices (target scheme) of one sentence's tags (in ``scheme``)."""
         found = self._read(row, index)
         out = [0] * len(row)
-        for i, tag in enumerate(tags_from_spans(found, len(row), self.config.target)):
+        try:
+            target = tags_from_spans(found, len(row), self.config.target)
+        except DataError as err:  # e.g. an entity type with white space
+            raise _sentence_error(err, index) from None
+        for i, tag in enumerate(target):
             j = self._index.get(tag)
             if j is None:
                 raise DataError(f"training data sentence {index}, token {i}: entity type of {row[i]!r} is not one of "
@@ -381,7 +389,7 @@ class NERModel(TaskModel):
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
-    def from_stages(cls, config: NERConfig, stages: list) -> "NERModel":
+    def configure(cls, config: NERConfig, stages: list) -> NERConfig:
         vocab = next((s for s in stages if getattr(s, "vocab", None) is not None and "input_ids" in s.provides), None)
         tagger = next((s for s in stages if isinstance(s, TagEncoder)), None)
         if vocab is None or tagger is None:
@@ -399,14 +407,19 @@ class NERModel(TaskModel):
             input_scheme=tagger.config.scheme,
         )
         config.validate()
-        model = cls(config)
-        model.word_map.copy_(torch.tensor(rows, dtype=torch.long))
+        return config
+
+    def initialize(self, stages: list) -> None:
+        vocab = next(s for s in stages if getattr(s, "vocab", None) is not None and "input_ids" in s.provides)
+        cfg = self.config
+        forms: dict[str, int] = {}
+        rows = [forms.setdefault(normalize_word(t, cfg.lowercase, cfg.normalize_numbers), len(forms)) for t in vocab.vocab.tokens]
+        self.word_map.copy_(torch.tensor(rows, dtype=torch.long))
         pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
         if pretrained is not None:
             from ..embeddings.word2vec import copy_into_embedding
 
-            copy_into_embedding(model.word_embedding, pretrained.embedding_matrix(list(forms)), config.freeze_embeddings)
-        return model
+            copy_into_embedding(self.word_embedding, pretrained.embedding_matrix(list(forms)), cfg.freeze_embeddings)
 
     # -- data -------------------------------------------------------------------------------
     def pad_values(self, training: bool) -> dict[str, Any]:

@@ -102,19 +102,20 @@ class SentimentModel(TaskModel):
         self.head = nn.Linear(self.encoder.output_size, len(config.labels))
 
     @classmethod
-    def from_stages(cls, config: SentimentConfig, stages: list) -> "SentimentModel":
+    def configure(cls, config: SentimentConfig, stages: list) -> SentimentConfig:
         vocab = next((s for s in stages if hasattr(s, "vocab")), None)
         labels = next((s for s in stages if hasattr(s, "labels") and s.training_only), None)
         if vocab is None or labels is None:
             raise ConfigError("the sentiment pipeline needs a vocabulary stage and a label_encoder stage")
-        config = dataclasses.replace(config, vocab_size=len(vocab.vocab), pad_id=vocab.vocab.pad_id, labels=list(labels.labels))
-        model = cls(config)
+        return dataclasses.replace(config, vocab_size=len(vocab.vocab), pad_id=vocab.vocab.pad_id, labels=list(labels.labels))
+
+    def initialize(self, stages: list) -> None:
         pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
         if pretrained is not None:
             from ..embeddings.word2vec import copy_into_embedding
 
-            copy_into_embedding(model.embedding, pretrained.embedding_matrix(vocab.vocab), config.freeze_embeddings)
-        return model
+            vocab = next(s for s in stages if hasattr(s, "vocab"))
+            copy_into_embedding(self.embedding, pretrained.embedding_matrix(vocab.vocab), self.config.freeze_embeddings)
 
     def pad_values(self, training: bool) -> dict[str, Any]:
         pads: dict[str, Any] = {"input_ids": self.config.pad_id}

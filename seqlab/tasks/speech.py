@@ -252,7 +252,7 @@ class SpeechModel(TaskModel):
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
-    def from_stages(cls, config: SpeechConfig, stages: list) -> "SpeechModel":
+    def configure(cls, config: SpeechConfig, stages: list) -> SpeechConfig:
         from ..audio.features import LogMel
 
         feature = next((s for s in stages if isinstance(s, LogMel)), None)
@@ -267,7 +267,7 @@ class SpeechModel(TaskModel):
                     "training transcripts"
                 )
             changes["tokens"] = list(DEFAULT_CHARS)
-        return cls(dataclasses.replace(config, **changes))
+        return dataclasses.replace(config, **changes)
 
     @property
     def time_stride(self) -> int:

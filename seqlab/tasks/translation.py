@@ -170,6 +170,13 @@ class TranslationModel(TaskModel):
     # -- building -----------------------------------------------------------------------
     @classmethod
     def from_tokenizers(cls, config: TranslationConfig, source, target=None) -> "TranslationModel":
+        """A new model for fitted ``SentencePieceTokenizer``s (``target`` None: joint)."""
+        model = cls(cls._configure_tokenizers(config, source, target))
+        model.target_tokenizer = source if target is None else target
+        return model
+
+    @classmethod
+    def _configure_tokenizers(cls, config: TranslationConfig, source, target=None) -> TranslationConfig:
         """Fill in the vocabularies from fitted ``SentencePieceTokenizer``s (``target`` None: joint)."""
         target = source if target is None else target
         joint = target is source or target.model_proto == source.model_proto
@@ -178,23 +185,27 @@ class TranslationModel(TaskModel):
                 "model.share_embeddings needs one joint subword vocabulary for source and target; "
                 "set subwords.joint: true or model.share_embeddings: false"
             )
-        config = dataclasses.replace(
+        return dataclasses.replace(
             config, source_vocab_size=source.vocab_size, target_vocab_size=target.vocab_size,
             target_pieces=target.pieces, source_pieces=[] if joint else source.pieces,
         )
-        model = cls(config)
-        model.target_tokenizer = target
-        return model
 
-    @classmethod
-    def from_stages(cls, config: TranslationConfig, stages: list) -> "TranslationModel":
-        """The pipeline's sentencepiece stage on ``text`` is the (joint) subword model."""
+    @staticmethod
+    def _subword_stage(stages: list):
+        """The pipeline's sentencepiece stage on ``text``: the (joint) subword model."""
         from ..text.sentencepiece import SentencePieceTokenizer
 
         source = next((s for s in stages if isinstance(s, SentencePieceTokenizer) and s.config.input == "text"), None)
         if source is None:
             raise ConfigError("the translation pipeline needs a sentencepiece stage with input 'text'")
-        return cls.from_tokenizers(config, source)
+        return source
+
+    @classmethod
+    def configure(cls, config: TranslationConfig, stages: list) -> TranslationConfig:
+        return cls._configure_tokenizers(config, cls._subword_stage(stages))
+
+    def initialize(self, stages: list) -> None:
+        self.target_tokenizer = self._subword_stage(stages)
 
     # -- data ---------------------------------------------------------------------------
     def pad_values(self, training: bool) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from .vocab import column_rows, read_token_file, write_token_file
 
 
 def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit() and text.count("-") <= 1
+    """An ASCII integer literal ('-3', '10'); not '²' or '①', which str.isdigit() also accepts."""
+    body = text[1:] if text.startswith("-") else text
+    return body.isascii() and body.isdigit()
 
 
 def sort_labels(labels: set[str] | list[str]) -> list[str]:

@@ -120,9 +120,12 @@ def _where(position: int | None) -> str:
 
 
 def _parse(tag: str, scheme: str, position: int | None) -> tuple[str, str | None]:
+    if not isinstance(tag, str):
+        raise DataError(f"tag {tag!r:.60}{_where(position)} is a {type(tag).__name__}, not a string tag of the {scheme} "
+                        "scheme (e.g. 'O', 'B-PER')")
     if tag == "O":
         return "O", None
-    if not isinstance(tag, str) or len(tag) < 3 or tag[1] != "-":
+    if len(tag) < 3 or tag[1] != "-":
         raise DataError(
             f"tag {tag!r}{_where(position)} is not a tag of the {scheme} scheme: expected 'O' or "
             f"PREFIX-TYPE with PREFIX one of {', '.join(_PREFIXES[scheme])} (e.g. 'B-PER')"
@@ -139,6 +142,8 @@ def _parse(tag: str, scheme: str, position: int | None) -> tuple[str, str | None
 def _canonical(tags: Sequence[str], scheme: str) -> list[tuple[str, str | None]]:
     """Parse every tag and map its prefix to the IOBES letters."""
     table = _TO_CANONICAL[scheme]
+    if tags is None or isinstance(tags, (str, bytes)) or not hasattr(tags, "__len__"):
+        raise DataError(f"expected a sequence of {scheme} tags (a list of strings), got {type(tags).__name__} {tags!r:.60}")
     out = []
     for i, tag in enumerate(tags):
         prefix, kind = _parse(tag, scheme, i)

@@ -330,7 +330,15 @@ class VocabularyStage(Stage):
                     f"{type(self).__name__}: row {i} of column {cfg.input!r} is {type(tokens).__name__} "
                     f"{tokens!r:.60}, expected a list of string tokens (tokenize the text first)"
                 )
-            out.append(head + vocab.encode(tokens) + tail)
+            try:
+                ids = vocab.encode(tokens)
+            except TypeError:  # an unhashable token (a list, a dict) cannot be looked up
+                bad = next(t for t in tokens if not isinstance(t, str))
+                raise InputError(
+                    f"{type(self).__name__}: row {i} of column {cfg.input!r} holds the token {bad!r:.60} "
+                    f"({type(bad).__name__}); expected string tokens"
+                ) from None
+            out.append(head + ids + tail)
         return {cfg.output: out}
 
     def save_state(self, directory: Path) -> None:

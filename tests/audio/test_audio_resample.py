@@ -41,3 +41,42 @@ def test_batched_clips_equal_clips_alone():
 def test_same_rate_is_a_no_op():
     x = np.arange(5, dtype=np.float32)
     np.testing.assert_array_equal(resample_clips([x], 16000, 16000)[0], x)
+
+
+# -- rates whose polyphase kernel would be huge: FFT resampling ------------------------------------
+resample_module = __import__("sys").modules["seqlab.audio.resample"]
+
+
+def test_kernel_size_estimate_matches_torchaudio():
+    import torchaudio
+
+    for orig, new in [(8000, 16000), (44100, 16000), (22050, 16000), (48000, 44100), (16000, 8000)]:
+        kernel = torchaudio.transforms.Resample(orig, new).kernel
+        assert resample_module.kernel_taps(orig, new) == kernel.numel(), (orig, new)
+
+
+@pytest.mark.parametrize("orig_sr, new_sr", [(16000, 22050), (22050, 16000)])
+def test_fft_path_agrees_with_the_polyphase_filter(monkeypatch, orig_sr, new_sr):
+    """On a band-limited clip both are exact away from the edges; the FFT path is the periodic ideal."""
+    t = np.arange(2 * orig_sr) / orig_sr
+    x = (0.6 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 1234.5 * t)).astype(np.float32)
+    (polyphase,) = resample_clips([x], orig_sr, new_sr)
+    monkeypatch.setattr(resample_module, "MAX_KERNEL_TAPS", 0)
+    (fft,) = resample_clips([x], orig_sr, new_sr)
+    single = resample(torch.from_numpy(x), orig_sr, new_sr).numpy()
+    assert len(fft) == len(polyphase) == len(single) == resampled_length(len(x), orig_sr, new_sr)
+    np.testing.assert_array_equal(fft, single)
+    t2 = np.arange(len(fft)) / new_sr
+    ideal = 0.6 * np.sin(2 * np.pi * 440 * t2) + 0.3 * np.sin(2 * np.pi * 1234.5 * t2)
+    assert np.max(np.abs(fft - ideal)) < 1e-5  # the clip holds whole periods: exact everywhere
+    assert np.max(np.abs(polyphase[500:-500] - fft[500:-500])) < 2e-3
+
+
+@pytest.mark.parametrize("orig_sr", [16001, 44101, 10**12])
+def test_odd_and_huge_source_rates_use_little_memory(orig_sr):
+    assert resample_module.kernel_taps(orig_sr, 16000) > resample_module.MAX_KERNEL_TAPS
+    x = np.sin(np.arange(4000) * 0.05).astype(np.float32)
+    (y,) = resample_clips([x], orig_sr, 16000)
+    assert len(y) == resampled_length(4000, orig_sr, 16000) and np.isfinite(y).all()
+    if orig_sr == 16001:  # one sample per second fewer: still the same waveform
+        assert np.max(np.abs(y[100:-100] - x[100:len(y) - 100])) < 0.01

@@ -288,10 +288,7 @@ def test_config_json_damage(saved, tmp_path):
     _refused(directory, match="corrupt")
 
 
-# -- found by these tests; fixed in Pipeline.load unless marked as a bug (xfail until fixed) ---------
-def bug(reason: str):
-    return pytest.mark.xfail(strict=True, reason=f"bug: {reason}")
-
+# -- found by these tests; fixed in Pipeline.load ---------------------------------------------------
 
 def test_stage_config_that_is_not_a_mapping(saved, tmp_path):
     directory = _copy(saved, "sentiment", tmp_path)
@@ -309,9 +306,8 @@ def test_absurd_sizes_in_the_config(saved, tmp_path):
     _refused(directory)
 
 
-@bug("Pipeline.load: a stage file that disagrees with the weights (vocab.txt one token longer than model.vocab_size) "
-     "loads, and predicting that token raises IndexError")
 def test_stage_files_that_disagree_with_the_weights(saved, tmp_path):
+    """Was a bug: vocab.txt one token longer than model.vocab_size loaded, and predicting that token raised IndexError."""
     directory = _copy(saved, "sentiment", tmp_path)
     vocab = next(directory.glob("stages/*/vocab.txt"))
     vocab.write_text(vocab.read_text(encoding="utf-8") + "zebra\n", encoding="utf-8")

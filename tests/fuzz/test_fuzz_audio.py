@@ -21,9 +21,6 @@ from seqlab.audio import MFCC, AudioLoader, LogMel
 from seqlab.core.errors import InputError
 
 GOOD = np.linspace(-0.5, 0.5, 800, dtype=np.float32)
-#: Samples this large overflow the float32 power spectrum: the features come out NaN (a known
-#: bug, pinned in test_known_bugs), so the finiteness check skips such clips.
-OVERFLOW_PEAK = 1e15
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +45,10 @@ def _peak(value) -> float:
 def _check_features(stage, clips, out, value) -> None:
     for clip, feats in zip(clips, out["features"]):
         assert feats.dtype == np.float32 and feats.shape[1] == stage.config.dim
-        n = np.asarray(clip).shape[-1] if np.asarray(clip).ndim == 1 else max(np.asarray(clip).shape)
+        shape = tuple(clip.shape) if hasattr(clip, "shape") else np.asarray(clip).shape
+        n = shape[-1] if len(shape) == 1 else max(shape)
         assert feats.shape[0] == stage.config.num_frames(n)
-        if _peak(clip) < OVERFLOW_PEAK:
-            assert np.isfinite(feats).all(), f"non-finite features for a finite clip {value!r:.80}"
+        assert np.isfinite(feats).all(), f"non-finite features for an accepted clip {value!r:.80}"
 
 
 @fuzz_settings()
@@ -64,7 +61,7 @@ def test_loader_gives_finite_mono_float32_or_names_the_example(stages, value, po
             warnings.simplefilter("ignore")
             out, err = call(stages[name], {"audio": clips})
         if err is not None:
-            check_explained(err, index=position, known=("audio-bfloat16", "audio-path-too-long"))
+            check_explained(err, index=position)
             continue
         assert len(out["audio"]) == 3 and out["sample_rate"] == [16000] * 3
         for y in out["audio"]:
@@ -83,7 +80,7 @@ def test_features_are_finite_and_sized_or_name_the_example(stages, value, positi
         warnings.simplefilter("ignore")
         out, err = call(stage, {"audio": clips})
     if err is not None:
-        check_explained(err, index=position, known=("audio-bfloat16",))
+        check_explained(err, index=position)
         return
     assert is_good_clip(value), f"accepted {value!r:.80}"
     _check_features(stage, clips, out, value)
@@ -113,8 +110,7 @@ def test_sample_rates_are_resampled_or_refused_naming_the_example(stages, pair, 
             warnings.simplefilter("ignore")
             out, err = call(stages[name], batch)
         if err is not None:
-            check_explained(err, index=position, names=[repr(rate)],
-                            known=("loader-rate-not-finite", "features-rate-column"))
+            check_explained(err, index=position, names=[repr(rate)])
             continue
         if name == "loader":
             assert all(y.dtype == np.float32 and np.isfinite(y).all() for y in out["audio"])
@@ -131,7 +127,7 @@ def test_datasets_audio_dicts_with_any_rate(stages, rate):
         warnings.simplefilter("ignore")
         out, err = call(stages["loader"], {"audio": [GOOD, value]})
     if err is not None:
-        check_explained(err, index=1, known=("loader-rate-not-finite",))
+        check_explained(err, index=1)
     else:
         assert np.isfinite(out["audio"][1]).all()
 

@@ -131,7 +131,7 @@ def test_vocabulary_refuses_bad_rows_naming_them(vocab_stage, value, position):
         # Non-string tokens inside a list are read as unknown words (a design choice, noted in the report).
         assert isinstance(value, list) and out["input_ids"][position % 3][-2] == vocab_stage.vocab.unk_id
         return
-    check_explained(err, index=position % 3, known=("vocab-unhashable-token",))
+    check_explained(err, index=position % 3)
 
 
 @fuzz_settings(scale=0.5)
@@ -156,7 +156,7 @@ labels = st.one_of(texts, st.integers(-5, 20), st.booleans())
 def test_label_encoder_round_trip_and_unknown_labels(train, probe, tmp_path_factory):
     enc, err = call(LabelEncoder().fit, {"label": train})
     if err is not None:
-        check_explained(err, known=("label-unicode-digits",))
+        check_explained(err)
         return
     assert sorted(enc.labels) == sorted({str(v) for v in train})
     encoded = enc({"label": train})["labels"]
@@ -250,10 +250,9 @@ def test_tag_encoder_round_trips_valid_sequences(tags, target):
 def test_tag_encoder_errors_name_the_sentence(row, position, scheme):
     rows = _batch_with(row, position, ["B-PER", "O"] if scheme in ("IOB2", "IOB1") else ["S-PER", "O"] if scheme == "IOBES" else ["U-PER", "O"])
     enc = TagEncoder(scheme=scheme, types=["LOC", "PER"])
-    known = ("tag-type-space-no-sentence", "tag-array-value")
     for fn in (enc, TagEncoder(scheme=scheme).fit):
         _, err = call(fn, {"tags": rows})
-        if err is not None and check_explained(err, index=position % 3, known=known) is None:
+        if err is not None and check_explained(err, index=position % 3) is None:
             assert isinstance(err, DataError), err
 
 
@@ -265,6 +264,6 @@ def test_convert_tags_on_random_sequences(row, source, target):
     if err is None:
         assert len(out) == len(row) and all(isinstance(t, str) for t in out)
         return
-    check_explained(err, known=("convert-tags-non-sequence", "tag-type-space-no-sentence", "tag-array-value"))
+    check_explained(err)
     if isinstance(err, DataError) and isinstance(row, list) and not re.search("without spaces", str(err)):
         assert re.search(r"position \d+", str(err)), err

@@ -1,9 +1,11 @@
-"""The bugs the fuzz suite found, pinned with their minimal inputs (``xfail(strict=True)``).
+"""The bugs the fuzz suite found, pinned with their minimal inputs.
 
 Each test states the behaviour seqlab should have — a documented error naming the input, or
-a correct result — so it fails today and starts passing when the bug is fixed; strict xfail
-then turns the pass into a failure, the signal to drop the marker here and the matching
-entry in ``fuzzkit.KNOWN_BUGS``.
+a correct result. A bug not fixed yet is marked ``@bug`` (``xfail(strict=True)``), so its
+test starts passing when it is fixed and strict xfail turns the pass into a failure: the
+signal to change the marker to ``@fixed`` here and drop the matching entry in
+``fuzzkit.KNOWN_BUGS``. ``@fixed`` tests are ordinary regression tests; their reason says
+what the bug was.
 """
 from __future__ import annotations
 
@@ -30,7 +32,15 @@ def bug(reason: str):
     return pytest.mark.xfail(strict=True, reason=f"bug: {reason}")
 
 
-@bug("VocabularyStage.map: an unhashable token (a list) raises TypeError from Vocabulary.encode instead of InputError")
+def fixed(reason: str):
+    """A bug the fuzz suite found, since fixed (the test guards against its return)."""
+    def mark(test):
+        test.__doc__ = f"Was a bug: {reason}"
+        return test
+    return mark
+
+
+@fixed("VocabularyStage.map: an unhashable token (a list) raises TypeError from Vocabulary.encode instead of InputError")
 def test_vocabulary_unhashable_token():
     stage = VocabularyStage().fit({"tokens": [["a"]]})
     _, err = call(stage, {"tokens": [["a"], ["a", ["b"]]]})
@@ -40,7 +50,7 @@ def test_vocabulary_unhashable_token():
 
 @pytest.mark.parametrize("stage", [AudioLoader(), MFCC(device="cpu", threads=1), LogMel(device="cpu", threads=1)],
                          ids=["audio_loader", "mfcc", "log_mel"])
-@bug("audio.signal.as_array: a torch.bfloat16 tensor raises TypeError (numpy has no bfloat16) instead of being read as float")
+@fixed("audio.signal.as_array: a torch.bfloat16 tensor raises TypeError (numpy has no bfloat16) instead of being read as float")
 def test_bfloat16_tensor_audio(stage):
     out, err = call(stage, {"audio": [np.zeros(800, np.float32), torch.full((800,), 0.25, dtype=torch.bfloat16)]})
     if err is not None:
@@ -50,7 +60,7 @@ def test_bfloat16_tensor_audio(stage):
 
 
 @pytest.mark.parametrize("value", ["a" * 256, {"path": "b" * 300}], ids=["path", "audio_dict"])
-@bug("audio.io.read_audio: a path with a name over 255 bytes raises OSError (File name too long) from Path.exists, "
+@fixed("audio.io.read_audio: a path with a name over 255 bytes raises OSError (File name too long) from Path.exists, "
      "not InputError")
 def test_loader_path_too_long(value):
     _, err = call(AudioLoader(), {"audio": [np.zeros(800, np.float32), value]})
@@ -62,7 +72,7 @@ def test_loader_path_too_long(value):
     {"audio": [np.zeros(800, np.float32)], "sample_rate": [float("inf")]},
     {"audio": [{"array": np.zeros(800, np.float32), "sampling_rate": float("inf")}]},
 ], ids=["column", "audio_dict"])
-@bug("AudioLoader._read_one: int(inf) raises OverflowError for an infinite sample rate instead of InputError")
+@fixed("AudioLoader._read_one: int(inf) raises OverflowError for an infinite sample rate instead of InputError")
 def test_loader_infinite_sample_rate(batch):
     _, err = call(AudioLoader(), batch)
     assert isinstance(err, InputError)
@@ -70,7 +80,7 @@ def test_loader_infinite_sample_rate(batch):
 
 
 @pytest.mark.parametrize("rate", ["x", float("nan"), float("inf"), [16000]], ids=["str", "nan", "inf", "list"])
-@bug("LogMel/MFCC._clips: int(rate) of the sample_rate column raises ValueError/OverflowError/TypeError, not InputError")
+@fixed("LogMel/MFCC._clips: int(rate) of the sample_rate column raises ValueError/OverflowError/TypeError, not InputError")
 def test_feature_stage_bad_sample_rate_column(rate):
     _, err = call(MFCC(device="cpu", threads=1), {"audio": [np.zeros(800, np.float32)], "sample_rate": [rate]})
     assert isinstance(err, InputError)
@@ -78,7 +88,7 @@ def test_feature_stage_bad_sample_rate_column(rate):
 
 
 @pytest.mark.parametrize("peak", [1e20, 3.4e38])
-@bug("LogMel/MFCC: finite samples above ~1e19 overflow the float32 power spectrum and give NaN features, silently")
+@fixed("LogMel/MFCC: finite samples above ~1e19 overflow the float32 power spectrum and give NaN features, silently")
 def test_features_of_huge_finite_samples(peak):
     clip = np.full(1600, peak, np.float32)
     clip[::2] *= -1
@@ -109,7 +119,7 @@ _RESAMPLE_PROBE = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses prlimit to cap the probe's memory")
-@bug("audio.resample: a rate sharing no large factor with 16 kHz (16001, 44101 Hz) or a huge one (1e12) makes torchaudio "
+@fixed("audio.resample: a rate sharing no large factor with 16 kHz (16001, 44101 Hz) or a huge one (1e12) makes torchaudio "
      "build a polyphase kernel of several GB (the probe is capped at 4 GB); the rate is neither refused nor resampled")
 def test_resampling_from_odd_or_huge_rates_stays_in_memory():
     result = subprocess.run(["prlimit", f"--as={4 << 30}", sys.executable, "-c", _RESAMPLE_PROBE],
@@ -119,14 +129,14 @@ def test_resampling_from_odd_or_huge_rates_stays_in_memory():
     assert not any(v.startswith("crash") for v in outcomes.values()), outcomes
 
 
-@bug("TagEncoder: an entity type with white space ('B-PER PER') is a DataError from text.tagging that names no sentence")
+@fixed("TagEncoder: an entity type with white space ('B-PER PER') is a DataError from text.tagging that names no sentence")
 def test_tag_type_with_space_names_the_sentence():
     _, err = call(TagEncoder().fit, {"tags": [["B-LOC"], ["O", "B-PER PER"]]})
     assert isinstance(err, DataError)
     check_explained(err, index=1)
 
 
-@bug("text.tagging._parse: a tag that is a numpy array makes `tag == 'O'` ambiguous (ValueError), not DataError")
+@fixed("text.tagging._parse: a tag that is a numpy array makes `tag == 'O'` ambiguous (ValueError), not DataError")
 def test_tag_that_is_an_array():
     _, err = call(TagEncoder(types=["PER"]), {"tags": [["O"], [np.array(["B", "PER"])]]})
     assert isinstance(err, DataError)
@@ -134,14 +144,14 @@ def test_tag_that_is_an_array():
 
 
 @pytest.mark.parametrize("label", ["²", "①"])
-@bug("LabelEncoder.fit/sort_labels: a label str.isdigit() accepts but int() cannot read ('²', '①') raises ValueError")
+@fixed("LabelEncoder.fit/sort_labels: a label str.isdigit() accepts but int() cannot read ('²', '①') raises ValueError")
 def test_labels_that_look_like_digits(label):
     enc, err = call(LabelEncoder().fit, {"label": ["1", label]})
     assert err is None, err  # they are ordinary (non-integer) labels
     assert sorted(enc.labels) == sorted(["1", label])
 
 
-@bug("text.tagging.convert_tags(None, ...) raises TypeError ('NoneType' is not iterable), not DataError")
+@fixed("text.tagging.convert_tags(None, ...) raises TypeError ('NoneType' is not iterable), not DataError")
 def test_convert_tags_of_none():
     _, err = call(convert_tags, None, "IOB2", "IOBES")
     assert isinstance(err, DataError)
