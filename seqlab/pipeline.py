@@ -226,7 +226,10 @@ class Pipeline:
         if callable(custom):
             return custom(processed, references, self.device)
         outputs = self._decode(processed, batch_size)
-        return model.score(outputs, references)
+        metrics = model.score(outputs, references)
+        if model.selection_tiebreak is not None:
+            metrics.update(model.tiebreak_metrics(processed, references, self.device))
+        return metrics
 
     def evaluate(self, data: Any, batch_size: int = 128) -> dict[str, float]:
         """The task's metrics on labelled ``data`` (dict of lists or Dataset)."""

@@ -30,6 +30,9 @@ class TaskModel(nn.Module):
     #: Metric that selects the best checkpoint, and whether larger is better.
     selection_metric: ClassVar[str] = "loss"
     selection_mode: ClassVar[str] = "min"
+    #: A dev metric (lower is better) that breaks ties of the selection metric, for metrics that
+    #: saturate on a small dev set (a WER of 0 reached early); computed by :meth:`tiebreak_metrics`.
+    selection_tiebreak: ClassVar[str | None] = None
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -54,6 +57,10 @@ class TaskModel(nn.Module):
 
     def initialize(self, stages: list) -> None:
         """Set what a new model takes from the stages beyond its config (pretrained vectors, tokenizers)."""
+
+    def tiebreak_metrics(self, processed: Any, references: Any, device: Any) -> dict[str, float]:
+        """The :attr:`selection_tiebreak` metric on processed dev data (none by default)."""
+        return {}
 
     # -- data -----------------------------------------------------------------------
     @property

@@ -172,10 +172,11 @@ class CRF(nn.Module):
         """Forward algorithm; returns the final alpha (B, K) and, if ``keep``, all alphas (B, T, K)."""
         alpha = start + emissions[:, 0]
         alphas = [alpha] if keep else None
+        full = _all_real(mask)
         for t in range(1, emissions.shape[1]):
             # alpha_t[j] = logsumexp_i(alpha_{t-1}[i] + A[i, j]) + P[t, j]
             nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
-            alpha = torch.where(mask[:, t, None], nxt, alpha)  # finished sequences keep their alpha
+            alpha = nxt if full else torch.where(mask[:, t, None], nxt, alpha)  # finished sequences keep their alpha
             if keep:
                 alphas.append(alpha)
         return alpha, (torch.stack(alphas, 1) if keep else None)
@@ -254,10 +255,11 @@ class CRF(nn.Module):
         b, t, _ = emissions.shape
         score = start + emissions[:, 0]
         history = []
+        full = _all_real(mask)
         for step in range(1, t):
             best, back = (score.unsqueeze(2) + trans).max(dim=1)  # over the previous tag
             history.append(back)
-            score = torch.where(mask[:, step, None], best + emissions[:, step], score)
+            score = best + emissions[:, step] if full else torch.where(mask[:, step, None], best + emissions[:, step], score)
         best_score, cur = (score + end).max(dim=1)
         paths = torch.zeros(b, t, dtype=torch.long, device=emissions.device)
         # Walk back from the end; past a sequence's length ``cur`` stays its last tag,
@@ -266,8 +268,8 @@ class CRF(nn.Module):
             paths[:, step] = cur
             if step:
                 prev = history[step - 1].gather(1, cur.unsqueeze(1)).squeeze(1)
-                cur = torch.where(mask[:, step], prev, cur)
-        return paths.masked_fill(~mask, 0), best_score, lengths
+                cur = prev if full else torch.where(mask[:, step], prev, cur)
+        return (paths if full else paths.masked_fill(~mask, 0)), best_score, lengths
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
         """The Viterbi tag sequence of each item, as lists of tag indices of each sequence's length."""
@@ -286,12 +288,22 @@ class CRF(nn.Module):
         end_b = end.expand(b, k)
         beta = end_b
         betas = [beta]
+        full = _all_real(mask)
         for step in range(t - 2, -1, -1):
             # beta_t[i] = logsumexp_j(A[i, j] + P[t+1, j] + beta_{t+1}[j]); at a sequence's
             # last real token (the next one is padding) beta is the end score.
             nxt = torch.logsumexp(trans + (emissions[:, step + 1] + beta).unsqueeze(1), dim=2)
-            beta = torch.where(mask[:, step + 1, None], nxt, end_b)
+            beta = nxt if full else torch.where(mask[:, step + 1, None], nxt, end_b)
             betas.append(beta)
         betas = torch.stack(betas[::-1], 1)
         probs = torch.exp(alphas + betas - log_z[:, None, None])
         return probs * mask.unsqueeze(2).to(probs.dtype)
+
+
+def _all_real(mask: torch.Tensor) -> bool:
+    """No padding anywhere (one sentence, or equal lengths): the per-step masking can be skipped.
+
+    Only asked on the CPU, where the check is free; on an accelerator it would wait for the
+    device, so there the masked path runs."""
+    return mask.device.type == "cpu" and bool(mask.all())
+

@@ -365,6 +365,9 @@ class PaddedBiRecurrentEncoder(nn.Module):
             lengths = torch.full((batch,), steps, dtype=torch.long, device=x.device)
         check_lengths(lengths, batch, steps)
         lengths = lengths.to(x.device)
+        if x.device.type == "cpu" and not (self.training and self.drop.p > 0 and len(self.forward_layers) > 1) \
+                and bool((lengths == steps).all()):
+            return self._unpadded(x)
         t = torch.arange(steps, device=x.device).unsqueeze(0)
         valid = t < lengths.unsqueeze(1)
         # Position of step t in the sequence read backwards; padding maps to itself (an involution).
@@ -379,3 +382,22 @@ class PaddedBiRecurrentEncoder(nn.Module):
         last = (lengths - 1).view(batch, 1, 1).expand(batch, 1, self.hidden_size)
         final = torch.cat([x[..., : self.hidden_size].gather(1, last).squeeze(1), x[:, 0, self.hidden_size :]], dim=-1)
         return x, final, None
+
+    def _unpadded(self, x: Tensor) -> tuple[Tensor, Tensor, None]:
+        """No padding (one sentence, or equal lengths), no dropout between layers: one fused
+        bidirectional call over all layers with the same weights — on a CPU, a third of the
+        time of the per-direction path for a single short sentence."""
+        params: list[Tensor] = []
+        for fwd, bwd in zip(self.forward_layers, self.backward_layers):
+            params += list(fwd.rnn._flat_weights) + list(bwd.rnn._flat_weights)
+        layers, cell = len(self.forward_layers), self.forward_layers[0].cell
+        h0 = x.new_zeros(2 * layers, x.shape[0], self.hidden_size)
+        args = (params, True, layers, 0.0, self.training, True, True)  # biases, layers, dropout, train, bidir, batch_first
+        if cell == "lstm":
+            out = torch.lstm(x, (h0, h0), *args)[0]
+        elif cell == "gru":
+            out = torch.gru(x, h0, *args)[0]
+        else:
+            out = torch.rnn_tanh(x, h0, *args)[0]
+        final = torch.cat([out[:, -1, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)
+        return out, final, None

@@ -119,6 +119,8 @@ class TrainProgress:
     batch_index: int = 0
     step: int = 0
     best_value: float = math.inf
+    #: The tie-breaking dev metric at the best evaluation (``TaskModel.selection_tiebreak``).
+    best_tiebreak: float = math.inf
     best_step: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
     bad_evals: int = 0
@@ -226,6 +228,7 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         # Without dev data the best model is the one with the lowest training loss.
         metric, mode = (model.selection_metric, model.selection_mode) if evaluate is not None else ("loss", "min")
+        tiebreak = getattr(model, "selection_tiebreak", None) if evaluate is not None else None
         progress = TrainProgress(best_value=-math.inf if mode == "max" else math.inf)
         best_state: dict[str, torch.Tensor] | None = None
         stateful = hasattr(model, "tbptt_state")
@@ -330,8 +333,11 @@ class Trainer:
                 raise TrainingError(f"evaluation returned no {metric!r} (got {sorted(metrics)})")
             schedule.observe(value, mode)
             improved = value > progress.best_value if mode == "max" else value < progress.best_value
+            second = metrics.get(tiebreak, math.inf) if tiebreak else math.inf
+            if tiebreak and value == progress.best_value and second < progress.best_tiebreak:
+                improved = True  # as good on the selection metric, better on the tie-breaker
             if improved:
-                progress.best_value, progress.bad_evals = value, 0
+                progress.best_value, progress.best_tiebreak, progress.bad_evals = value, second, 0
                 best_state = to_cpu(model.state_dict())
                 progress.best_metrics = dict(metrics, **({"loss": train_loss} if metric == "loss" else {}))
                 progress.best_step = progress.step

@@ -231,7 +231,7 @@ def test_docs_examples_run():
         exec(compile(block, str(doc), "exec"), {})
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_padded_bidirectional_encoder_equals_the_packed_one(cell):
     from seqlab.nn.recurrent import PaddedBiRecurrentEncoder
 
@@ -245,8 +245,16 @@ def test_padded_bidirectional_encoder_equals_the_packed_one(cell):
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     getattr(enc.rnn, f"{name}_l0").data.copy_(getattr(ref.rnn, name + suffix).data)
         x = torch.randn(3, 7, 5, dtype=torch.double)
-        lengths = torch.tensor([7, 3, 1])
-        expected, expected_final, _ = ref(x, lengths)
-        outputs, final, _ = mine(x, lengths)
-        assert torch.allclose(outputs, expected, atol=1e-12)
-        assert torch.allclose(final, expected_final, atol=1e-12)
+        # padded batch (per-direction path); unpadded batch and one sentence (the fused path)
+        for inputs, lengths in ((x, torch.tensor([7, 3, 1])), (x, torch.tensor([7, 7, 7])), (x[:1, :4], None)):
+            for mode in ("eval", "train"):
+                ref.train(mode == "train"), mine.train(mode == "train")
+                a = inputs.clone().requires_grad_(True)
+                b = inputs.clone().requires_grad_(True)
+                expected, expected_final, _ = ref(a, lengths)
+                outputs, final, _ = mine(b, lengths)
+                assert torch.allclose(outputs, expected, atol=1e-12)
+                assert torch.allclose(final, expected_final, atol=1e-12)
+                (expected.sum() + expected_final.square().sum()).backward()
+                (outputs.sum() + final.square().sum()).backward()
+                assert torch.allclose(a.grad, b.grad, atol=1e-12)

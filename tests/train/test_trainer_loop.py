@@ -37,6 +37,31 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
     assert not torch.equal(snapshots[1]["linear.weight"], snapshots[-1]["linear.weight"])
 
 
+def test_a_tie_on_the_selection_metric_is_broken_by_the_tiebreak_metric():
+    """WER 0 reached at epoch 2 and held: the epoch with the lowest dev loss among them is kept."""
+    scripted = iter([(0.2, 3.0), (0.0, 2.0), (0.0, 1.5), (0.0, 1.8), (0.0, 1.9), (0.1, 0.5)])
+    snapshots = []
+    model = ToyRegressor()
+    model.selection_metric, model.selection_mode, model.selection_tiebreak = "wer", "min", "loss"
+
+    def evaluate():
+        snapshots.append(weights(model))
+        wer, loss = next(scripted)
+        return {"wer": wer, "loss": loss}
+
+    result = Trainer(cfg(epochs=6, batch_size=8, lr=0.01, patience=3)).fit(model, toy_columns(16), evaluate)
+    assert result.best_metrics == {"wer": 0.0, "loss": 1.5} and result.stopped_by == "early_stopping"
+    assert len(result.history) == 6  # epochs 4-6 did not improve: stopped after the sixth
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, snapshots[2][name])
+    # without a tie-breaker the first epoch reaching 0 is kept
+    scripted = iter([(0.2, 3.0), (0.0, 2.0), (0.0, 1.5), (0.0, 1.8)])
+    model = ToyRegressor()
+    model.selection_metric, model.selection_mode = "wer", "min"
+    result = Trainer(cfg(epochs=4, batch_size=8, lr=0.01)).fit(model, toy_columns(16), evaluate)
+    assert result.best_metrics == {"wer": 0.0, "loss": 2.0}
+
+
 def test_without_dev_the_lowest_training_loss_is_kept():
     result = Trainer(cfg(epochs=4, batch_size=8, lr=0.05)).fit(ToyRegressor(), toy_columns(16))
     losses = [h["train_loss"] for h in result.history]
