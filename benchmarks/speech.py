@@ -22,7 +22,13 @@ is kept), the last 30 are the test.
 
 The model is the speech task's CNN → BiLSTM → CTC with *word* labels (the ten digit words;
 "yes"/"no"), 8 kHz MFCCs (20 coefficients of 40 mel bands, 32 ms window, 10 ms hop,
-utterance CMVN) and a front end that divides time by 4. Settings are fixed a priori.
+utterance CMVN) and a front end that divides time by 4. The best epoch is the one with the
+lowest selection WER, ties broken by the selection CTC loss. Settings were fixed a priori,
+with one later change: the first isolated-digit runs missed the bar (4.0%), and speed
+perturbation (copies of the training recordings at 0.9× and 1.1× speed, Ko et al. 2015) was
+then chosen among four candidates (log-mel features, a learning-rate schedule on plateau or
+exponential, speed perturbation) by cross-validation *inside the training part* — trained
+on takes 22–49, scored on takes 12–21 (2.6% without, 0.8% with) — never on takes 5–9.
 Results go to ``benchmarks/results/speech.json`` (a run of one part keeps the other parts'
 figures from the previous run, and says which parts it ran); pipelines are saved to
 ``runs/benchmarks/speech_{isolated,connected,yesno}``. ``recognise_digits`` on the
@@ -50,6 +56,8 @@ DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 VALIDATION_TAKES = range(5, 10)
 #: Takes held out of training to select the best epoch (so the validation part is only scored).
 SELECTION_TAKES = range(10, 12)
+#: Speed-perturbed copies of the isolated-digit training recordings (Ko et al. 2015).
+SPEED_FACTORS = (0.9, 1.1)
 TARGETS = {"fsdd_isolated_wer": 0.02, "fsdd_connected_wer": 0.05, "yesno_wer": 0.01}
 
 
@@ -208,12 +216,15 @@ def main() -> None:
     if "isolated" in parts:
         s = recipe_settings("isolated", budget_s, args.device, list(DIGITS), epochs=200, batch=32, hidden=128,
                             patience=args.patience or None)
-        train, select, val = isolated(train_rows), isolated(select_rows), isolated(val_rows)
+        from seqlab.audio import speed_perturb_data
+
+        train = speed_perturb_data(isolated(train_rows), SPEED_FACTORS, RATE)
+        select, val = isolated(select_rows), isolated(val_rows)
         summary, pipe = train_part("isolated", train, select, val, s)
         guesses = recognise_digits(pipe, val["audio"], sample_rate=RATE)
         accuracy = float(np.mean([g["digit"] == DIGITS.index(t) for g, t in zip(guesses, val["text"])]))
         metrics.update({"fsdd_isolated_wer": round(summary["wer"], 4), "fsdd_isolated_classifier_accuracy": round(accuracy, 4)})
-        settings["isolated"] = {**s, "summary": summary}
+        settings["isolated"] = {**s, "summary": summary, "speed_perturb": list(SPEED_FACTORS)}
     if "connected" in parts:
         s = recipe_settings("connected", budget_s, args.device, list(DIGITS), epochs=200, batch=16, hidden=128)
         train = connected(train_rows, args.connected_train, seed=1)

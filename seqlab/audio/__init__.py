@@ -4,7 +4,7 @@ Stages (registry names): ``audio_loader`` → :class:`AudioLoader`, ``mfcc`` →
 ``log_mel`` → :class:`LogMel`. The same features inside a model: :class:`MFCCTransform`,
 :class:`LogMelTransform` (padded batch + lengths → features + frame lengths).
 """
-from .augment import SpecAugment, SpecAugmentConfig, spec_augment
+from .augment import SpecAugment, SpecAugmentConfig, spec_augment, speed_perturb, speed_perturb_data
 from .features import (
     MFCC,
     LogMel,
@@ -21,5 +21,5 @@ from .signal import peak_normalize, rms_normalize, to_float32, to_mono
 __all__ = [
     "MFCC", "AudioLoader", "AudioLoaderConfig", "LogMel", "LogMelConfig", "LogMelTransform", "MFCCConfig",
     "MFCCTransform", "SpecAugment", "SpecAugmentConfig", "librosa_reference", "peak_normalize", "read_audio",
-    "resample", "resample_clips", "rms_normalize", "spec_augment", "split_clip", "to_float32", "to_mono",
+    "resample", "resample_clips", "rms_normalize", "spec_augment", "speed_perturb", "speed_perturb_data", "split_clip", "to_float32", "to_mono",
 ]

@@ -1,5 +1,13 @@
-"""SpecAugment's frequency and time masking, batched, for training only.
+"""Training-time augmentation: speed perturbation of the waveform, SpecAugment on the features.
 
+**Speed perturbation** (Ko, Peddinti, Povey & Khudanpur 2015, "Audio Augmentation for Speech
+Recognition", Interspeech; Kaldi's ``speed`` factors 0.9/1.0/1.1): a clip played ``factor``
+times faster — shorter by ``1/factor``, every frequency times ``factor`` (tempo and pitch
+together, like a different speaker) — made by resampling it from ``factor · rate`` to
+``rate`` (:func:`seqlab.audio.resample_clips`). :func:`speed_perturb_data` adds one copy of
+the training set per factor; transcripts are unchanged.
+
+**SpecAugment**:
 Park et al. 2019, "SpecAugment: A Simple Data Augmentation Method for Automatic Speech
 Recognition" (arXiv:1904.08779), §2: each of ``freq_masks`` masks sets channels
 ``[f0, f0 + f)`` to a constant, ``f ~ U{0..F}``, ``f0 ~ U{0..D − f}``; each of
@@ -13,8 +21,10 @@ The module is the identity in ``eval()`` mode, so a model can keep it in its for
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,6 +50,53 @@ class SpecAugmentConfig:
                 raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.time_ratio <= 1.0:
             raise ConfigError(f"{where}.time_ratio: must be in [0, 1], got {self.time_ratio}")
+
+
+def check_speed_factor(factor: Any, where: str = "speed_perturb") -> None:
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.5 <= factor <= 2.0:
+        raise ConfigError(f"{where}: a speed factor must be a number in [0.5, 2] (Kaldi uses 0.9 and 1.1), got {factor!r}")
+
+
+def speed_perturb(clips: Sequence[Any], sample_rate: int, factor: float, device: str = "cpu") -> list[np.ndarray]:
+    """``clips`` (1-D float arrays at ``sample_rate``) played ``factor`` times faster, at the same rate.
+
+    >>> [len(c) for c in speed_perturb([np.zeros(8000, np.float32)], 8000, 1.1)]
+    [7273]
+    """
+    from .resample import resample_clips
+    from .signal import parse_sample_rate, prepare
+
+    rate = parse_sample_rate(sample_rate, "speed_perturb")
+    check_speed_factor(factor)
+    source = int(round(rate * factor))
+    clips = [prepare(c, f"speed_perturb: clip {i}") for i, c in enumerate(clips)]
+    return resample_clips(clips, source, rate, device) if source != rate else clips
+
+
+def speed_perturb_data(
+    data: Mapping[str, Sequence[Any]], factors: Sequence[float] = (0.9, 1.1), sample_rate: int = 16000,
+    audio_column: str = "audio", device: str = "cpu",
+) -> dict[str, list]:
+    """The rows of ``data`` (audio arrays at ``sample_rate``), then a speed-perturbed copy per factor.
+
+    Every other column is repeated as is, so transcripts stay aligned; a ``sample_rate``
+    column, if any, says ``sample_rate`` for the new rows.
+
+    >>> out = speed_perturb_data({"audio": [np.zeros(800, np.float32)], "text": ["a"]}, (0.9, 1.1), 8000)
+    >>> [len(a) for a in out["audio"]], out["text"]
+    ([800, 889, 728], ['a', 'a', 'a'])
+    """
+    if audio_column not in data:
+        raise ConfigError(f"speed_perturb_data: no column {audio_column!r} (columns: {sorted(data)})")
+    out = {name: list(values) for name, values in data.items()}
+    originals = list(data[audio_column])
+    for factor in factors:
+        out[audio_column] += speed_perturb(originals, sample_rate, factor, device)
+        for name, values in data.items():
+            if name == audio_column:
+                continue
+            out[name] += [sample_rate] * len(originals) if name == "sample_rate" else list(values)
+    return out
 
 
 def _uniform_int(high: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -697,6 +697,9 @@ class SpeechRecipe(FileRecipe):
     mfcc: MFCCConfig = field(default_factory=lambda: MFCCConfig(n_mfcc=20, n_mels=40, cmvn="utterance"))
     log_mel: LogMelConfig = field(default_factory=lambda: LogMelConfig(n_mels=40, cmvn="utterance"))
     model: SpeechConfig = field(default_factory=SpeechConfig)
+    #: Speed-perturbed copies of the training audio, one per factor (Ko et al. 2015 use 0.9 and 1.1;
+    #: [] for none): the training set grows by that many times. The audio is read into memory.
+    speed_perturb: list[float] = field(default_factory=list)
     #: Fill ``model.decoder.word_list`` with the training transcripts' words.
     word_list_from_train: bool = False
     #: Fit a word n-gram LM of this order on the training transcripts for beam search (0: none).
@@ -716,6 +719,24 @@ class SpeechRecipe(FileRecipe):
             )
         if self.lm_order_from_train < 0:
             raise ConfigError(f"{where}.lm_order_from_train must be >= 0, got {self.lm_order_from_train}")
+        from ..audio.augment import check_speed_factor
+
+        for factor in self.speed_perturb:
+            check_speed_factor(factor, f"{where}.speed_perturb")
+
+    def datasets(self) -> tuple[Any, Any]:
+        train, dev = super().datasets()
+        if self.speed_perturb:
+            import datasets
+
+            from ..audio.augment import speed_perturb_data
+            from ..audio.io import AudioLoader
+
+            loaded = AudioLoader(self.audio)({"audio": list(train["audio"])})
+            data = speed_perturb_data({"audio": loaded["audio"], "text": list(train["text"])}, self.speed_perturb,
+                                      self.audio.sample_rate, device=self.audio.device)
+            train = datasets.Dataset.from_dict(data)
+        return train, dev
 
     @property
     def feature_config(self) -> MFCCConfig | LogMelConfig:

@@ -60,3 +60,42 @@ def test_zero_width_policy_changes_nothing_and_bad_config_is_refused():
     assert torch.equal(spec_augment(x, None, SpecAugmentConfig(freq_width=0, time_width=0)), x)
     with pytest.raises(ConfigError, match="time_ratio"):
         SpecAugment(time_ratio=2.0)
+
+
+# -- speed perturbation ------------------------------------------------------------------------
+def _peak_hz(x, rate):
+    import numpy as np
+
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturbation_scales_duration_and_frequency(factor):
+    import numpy as np
+
+    from seqlab.audio import speed_perturb
+
+    rate = 8000
+    t = np.arange(rate) / rate
+    clip = (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+    (out,) = speed_perturb([clip], rate, factor)
+    assert out.dtype == np.float32 and abs(len(out) - rate / factor) <= 1
+    assert abs(_peak_hz(out, rate) - 500 * factor) <= 2.0
+    assert np.sqrt(np.mean(out[200:-200] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
+
+
+def test_speed_perturbed_data_keeps_the_transcripts_aligned():
+    import numpy as np
+
+    from seqlab.audio import speed_perturb_data
+
+    data = {"audio": [np.ones(800, np.float32), np.ones(1600, np.float32)], "text": ["a", "b"], "sample_rate": [8000, 8000]}
+    out = speed_perturb_data(data, (0.9, 1.1), 8000)
+    assert out["text"] == ["a", "b"] * 3 and out["sample_rate"] == [8000] * 6
+    assert [len(a) for a in out["audio"]] == [800, 1600, 889, 1778, 728, 1455]
+    assert data["text"] == ["a", "b"]  # the input is not changed
+    with pytest.raises(ConfigError, match="speed factor"):
+        speed_perturb_data(data, (0.0,), 8000)
+    with pytest.raises(ConfigError, match="no column 'audio'"):
+        speed_perturb_data({"wave": []}, (0.9,), 8000)

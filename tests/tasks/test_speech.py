@@ -243,3 +243,13 @@ def test_recipe_parses_and_reads_the_corpus(repo):
     words = load_recipe(repo / "pipelines" / "speech.yaml", ["model.unit=word", "word_list_from_train=true", "lm_order_from_train=2"])
     config = words.model_config(list(train["text"]))
     assert "seven" in config.tokens and config.decoder.word_list == config.tokens and "\\2-grams:" in config.decoder.lm_arpa
+
+
+def test_recipe_speed_perturbation_triples_the_training_set(repo):
+    recipe = load_recipe(repo / "pipelines" / "speech.yaml", ["data.limit_train=3", "speed_perturb=[0.9, 1.1]"])
+    train, _ = recipe.datasets()
+    assert len(train) == 9 and list(train["text"][:3]) == list(train["text"][3:6]) == list(train["text"][6:])
+    assert len(train["audio"][3]) > len(train["audio"][0]) > len(train["audio"][6])  # slower is longer
+    with pytest.raises(ConfigError, match="speed factor"):
+        load_recipe(repo / "pipelines" / "speech.yaml", ["speed_perturb=[3]"])
+
