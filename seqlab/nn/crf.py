@@ -278,26 +278,55 @@ class CRF(nn.Module):
         rows = paths.tolist()  # one device→host copy for the whole batch
         return [row[:n] for row, n in zip(rows, lengths.tolist())]
 
+    @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """p(y_t = k | x) for every token by forward-backward: (B, T, K), zero at padding."""
+        """p(y_t = k | x) for every token by forward-backward: (B, T, K), zero at padding.
+
+        Without gradients, so each step can be a scaled product in probability space,
+        ``log(exp(a − max a) @ exp(A − colmax A)) + max a + colmax A`` — a (B, K) × (K, K)
+        matrix product instead of a logsumexp over (B, K, K), about 4× faster on a CPU. It
+        runs in float64, so only terms more than ~700 nats below the largest of their step
+        are dropped (their probability is 0 at any precision we return). The training loss
+        keeps the logsumexp form, whose gradient has no such edge.
+        """
         emissions, mask, _, _ = self._prepare(emissions, mask)
-        trans, start, end = self._scores(emissions.dtype)
-        alpha_last, alphas = self._forward_alphas(emissions, mask, trans, start, keep=True)
-        log_z = torch.logsumexp(alpha_last + end, dim=1)
+        dtype, emissions = emissions.dtype, emissions.double()
+        trans, start, end = self._scores(torch.float64)
+
+        def scaled(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            top = matrix.amax(dim=0, keepdim=True)  # per target column: each column holds a 1
+            return torch.exp(matrix - top), top
+
+        forward, forward_top = scaled(trans)
+        backward, backward_top = scaled(trans.t())
+
+        def log_product(v: torch.Tensor, matrix: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+            """logsumexp_i(v[:, i] + log(matrix[i, j]) + top[j]) for every j."""
+            shift = v.amax(dim=1, keepdim=True)
+            return torch.log(torch.exp(v - shift) @ matrix) + shift + top
+
         b, t, k = emissions.shape
+        full = _all_real(mask)
+        alpha = start + emissions[:, 0]
+        alphas = [alpha]
+        for step in range(1, t):
+            nxt = log_product(alpha, forward, forward_top) + emissions[:, step]
+            alpha = nxt if full else torch.where(mask[:, step, None], nxt, alpha)
+            alphas.append(alpha)
+        alphas = torch.stack(alphas, 1)
+        log_z = torch.logsumexp(alpha + end, dim=1)
         end_b = end.expand(b, k)
         beta = end_b
         betas = [beta]
-        full = _all_real(mask)
         for step in range(t - 2, -1, -1):
             # beta_t[i] = logsumexp_j(A[i, j] + P[t+1, j] + beta_{t+1}[j]); at a sequence's
             # last real token (the next one is padding) beta is the end score.
-            nxt = torch.logsumexp(trans + (emissions[:, step + 1] + beta).unsqueeze(1), dim=2)
+            nxt = log_product(emissions[:, step + 1] + beta, backward, backward_top)
             beta = nxt if full else torch.where(mask[:, step + 1, None], nxt, end_b)
             betas.append(beta)
         betas = torch.stack(betas[::-1], 1)
         probs = torch.exp(alphas + betas - log_z[:, None, None])
-        return probs * mask.unsqueeze(2).to(probs.dtype)
+        return (probs * mask.unsqueeze(2).to(probs.dtype)).to(dtype)
 
 
 def _all_real(mask: torch.Tensor) -> bool:

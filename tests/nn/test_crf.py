@@ -329,3 +329,20 @@ def test_cuda_matches_cpu():
     assert gpu.decode(em_g, mask_g) == crf.decode(em, mask)
     assert torch.allclose(gpu.log_likelihood(em_g, tags_g, mask_g).cpu(), crf.log_likelihood(em, tags, mask), atol=1e-4)
     assert torch.allclose(gpu.marginals(em_g, mask_g).cpu(), crf.marginals(em, mask), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0])
+def test_scaled_marginals_stay_exact_for_peaked_float32_scores(scale):
+    """The probability-space products of ``marginals`` against d log Z / d emissions in float64."""
+    gen = torch.Generator().manual_seed(int(scale))
+    crf = random_crf(6, gen, constraints=iob_constraints(6, gen))
+    with torch.no_grad():
+        crf.transitions.mul_(scale / 3)
+    emissions = scale * torch.randn(4, 9, 6, generator=gen)
+    mask = random_mask(4, 9, gen)
+    marg = crf.marginals(emissions, mask)
+    assert torch.isfinite(marg).all() and marg.dtype == torch.float32
+    exact = emissions.double().requires_grad_(True)
+    crf.double().log_partition(exact, mask).sum().backward()
+    assert torch.allclose(marg.double(), exact.grad, atol=1e-4)
+    assert torch.allclose(marg.sum(-1), mask.float(), atol=1e-4)
