@@ -168,18 +168,15 @@ class CRF(nn.Module):
             )
         return emissions, mask, lengths, tags
 
-    def _forward_alphas(self, emissions, mask, trans, start, keep: bool):
-        """Forward algorithm; returns the final alpha (B, K) and, if ``keep``, all alphas (B, T, K)."""
+    def _forward_alpha(self, emissions, mask, trans, start):
+        """Forward algorithm (differentiable); returns the final alpha (B, K)."""
         alpha = start + emissions[:, 0]
-        alphas = [alpha] if keep else None
         full = _all_real(mask)
         for t in range(1, emissions.shape[1]):
             # alpha_t[j] = logsumexp_i(alpha_{t-1}[i] + A[i, j]) + P[t, j]
             nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, t]
             alpha = nxt if full else torch.where(mask[:, t, None], nxt, alpha)  # finished sequences keep their alpha
-            if keep:
-                alphas.append(alpha)
-        return alpha, (torch.stack(alphas, 1) if keep else None)
+        return alpha
 
     # ------------------------------------------------------------------ scores
     def score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -202,7 +199,7 @@ class CRF(nn.Module):
         """log Z for each sequence, by the forward algorithm: (B,)."""
         emissions, mask, _, _ = self._prepare(emissions, mask)
         trans, start, end = self._scores(emissions.dtype)
-        alpha, _ = self._forward_alphas(emissions, mask, trans, start, keep=False)
+        alpha = self._forward_alpha(emissions, mask, trans, start)
         return torch.logsumexp(alpha + end, dim=1)
 
     def log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -210,7 +207,7 @@ class CRF(nn.Module):
         emissions, mask, lengths, tags = self._prepare(emissions, mask, tags)
         trans, start, end = self._scores(emissions.dtype)
         gold = self._score(emissions, tags, mask, lengths, trans, start, end)
-        alpha, _ = self._forward_alphas(emissions, mask, trans, start, keep=False)
+        alpha = self._forward_alpha(emissions, mask, trans, start)
         return gold - torch.logsumexp(alpha + end, dim=1)
 
     def nll(
