@@ -90,10 +90,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         save_attention_png(predictions[0], args.attention_png)
     for text, prediction in zip(inputs, predictions):
-        if args.json:
+        if args.json and pipe.model.writes_files:  # arrays go to files; JSON names them
+            files = format_prediction(prediction, pipe.model, args.out_dir).split(", ")
+            print(json.dumps({"input": text, "files": files}, ensure_ascii=False))
+        elif args.json:
             print(json.dumps({"input": text, "prediction": prediction}, ensure_ascii=False, default=str))
         else:
-            print(f"{text}\t{format_prediction(prediction)}")
+            print(f"{text}\t{format_prediction(prediction, pipe.model, args.out_dir)}")
     return 0
 
 
@@ -117,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="*", help="texts or audio files; read from stdin when none")
     predict.add_argument("--device", default="auto")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
+    predict.add_argument("--out-dir", default="seqlab-predictions",
+                         help="denoise, cgan: folder for the output files (default ./seqlab-predictions)")
     predict.add_argument("--attention-png", metavar="PNG", help="translation: save the attention matrix of the first input")
     return parser
 

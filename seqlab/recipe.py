@@ -71,17 +71,16 @@ def run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: st
     examples = getattr(recipe, "examples", None)
     if examples:
         for text, prediction in zip(examples, pipe.predict(examples)):
-            echo(f"seqlab: predict {text!r} → {format_prediction(prediction)}")
+            echo(f"seqlab: predict {text!r} → {format_prediction(prediction, pipe.model, output / 'predictions')}")
     summary["pipeline"] = pipe
     return summary
 
 
-def format_prediction(prediction: Any) -> str:
-    """A short human form of one prediction."""
-    if isinstance(prediction, dict) and "label" in prediction and "score" in prediction:
-        return f"{prediction['label']} ({prediction['score']:.3f})"
-    if isinstance(prediction, dict) and isinstance(prediction.get("text"), str):
-        return prediction["text"]
-    if isinstance(prediction, (dict, list)):
-        return json.dumps(prediction, ensure_ascii=False, default=str)
-    return str(prediction)
+def format_prediction(prediction: Any, model: Any = None, out_dir: str | Path | None = None) -> str:
+    """A short human form of one prediction: the task model's ``format_output`` (which writes
+    array outputs to files under ``out_dir``), or the generic form without a model."""
+    from .core.task import plain_text
+
+    if model is not None:
+        return model.format_output(prediction, out_dir=Path(out_dir) if out_dir is not None else None)
+    return plain_text(prediction)

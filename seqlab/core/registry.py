@@ -23,6 +23,8 @@ STAGES: dict[str, str] = {
     "audio_loader": "seqlab.audio.io:AudioLoader",
     "mfcc": "seqlab.audio.features:MFCC",
     "log_mel": "seqlab.audio.features:LogMel",
+    "digit_label": "seqlab.tasks.cgan:DigitLabel",
+    "mfcc_image": "seqlab.tasks.cgan:MFCCImage",
 }
 
 TASKS: dict[str, str] = {
@@ -31,6 +33,9 @@ TASKS: dict[str, str] = {
     "translation": "seqlab.tasks.translation:TranslationModel",
     "speech": "seqlab.tasks.speech:SpeechModel",
     "lm": "seqlab.tasks.lm:LanguageModel",
+    "anomaly": "seqlab.tasks.anomaly:AnomalyModel",
+    "denoise": "seqlab.tasks.denoise:DenoiseModel",
+    "cgan": "seqlab.tasks.cgan:CGANModel",
 }
 
 #: Each task's recipe dataclass: it has ``datasets()`` → (train, dev) and ``build()`` → Pipeline.
@@ -40,9 +45,9 @@ RECIPES: dict[str, str] = {
     "translation": "seqlab.tasks.translation:TranslationRecipe",
     "speech": "seqlab.tasks.speech:SpeechRecipe",
     "lm": "seqlab.tasks.lm:LMRecipe",
-    "anomaly": "seqlab.tasks.generative:AnomalyRecipe",
-    "denoise": "seqlab.tasks.generative:DenoiseRecipe",
-    "cgan": "seqlab.tasks.generative:CGANRecipe",
+    "anomaly": "seqlab.tasks.anomaly:AnomalyRecipe",
+    "denoise": "seqlab.tasks.denoise:DenoiseRecipe",
+    "cgan": "seqlab.tasks.cgan:CGANRecipe",
 }
 
 

@@ -8,6 +8,8 @@ everything needed to rebuild it — including what it learned from the fitted st
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -33,6 +35,9 @@ class TaskModel(nn.Module):
     #: A dev metric (lower is better) that breaks ties of the selection metric, for metrics that
     #: saturate on a small dev set (a WER of 0 reached early); computed by :meth:`tiebreak_metrics`.
     selection_tiebreak: ClassVar[str | None] = None
+    #: Whether :meth:`format_output` writes each prediction to files (arrays: denoised
+    #: features, generated images) and returns their paths instead of the prediction itself.
+    writes_files: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -101,3 +106,27 @@ class TaskModel(nn.Module):
     def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
         """The task's metrics for ``outputs`` against the raw target columns."""
         raise NotImplementedError
+
+    # -- output ----------------------------------------------------------------------
+    def format_output(self, output: Any, out_dir: Path | None = None) -> str:
+        """Plain-text rendering of one prediction (what ``seqlab predict`` prints).
+
+        A task with :attr:`writes_files` writes the prediction under ``out_dir`` (default
+        ``./seqlab-predictions``) and returns the paths it wrote, comma-separated.
+        """
+        return plain_text(output)
+
+
+def plain_text(output: Any) -> str:
+    """A short human form of one prediction: ``label (score)``, a text, or JSON.
+
+    >>> plain_text({"label": "pos", "score": 0.9})
+    'pos (0.900)'
+    """
+    if isinstance(output, dict) and "label" in output and "score" in output:
+        return f"{output['label']} ({output['score']:.3f})"
+    if isinstance(output, dict) and isinstance(output.get("text"), str):
+        return output["text"]
+    if isinstance(output, (dict, list)):
+        return json.dumps(output, ensure_ascii=False, default=str)
+    return str(output)

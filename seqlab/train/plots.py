@@ -1,8 +1,12 @@
-"""Training curves as a PNG (matplotlib, headless): loss, dev metrics, learning rate."""
+"""PNGs (matplotlib, headless): training curves (loss, dev metrics, learning rate), grids of generated samples."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.errors import InputError
 
 
 def plot_history(history: list[dict[str, Any]], path: str | Path) -> Path | None:
@@ -45,5 +49,47 @@ def plot_history(history: list[dict[str, Any]], path: str | Path) -> Path | None
         axes[2].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def save_sample_grid(images: Any, labels: Sequence[int], path: str | Path, title: str | None = None,
+                     label_names: Sequence[str] | None = None) -> Path:
+    """A PNG grid of ``(N, 1, H, W)`` images (MFCC coefficients up, time right), one row per label.
+
+    >>> import tempfile, os
+    >>> p = save_sample_grid(np.random.rand(4, 1, 13, 32) * 2 - 1, [0, 0, 1, 1], os.path.join(tempfile.mkdtemp(), "g.png"))
+    >>> p.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arr = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)  # a tensor or an array
+    if arr.ndim != 4 or arr.shape[0] != len(labels):
+        raise InputError(f"save_sample_grid: expected (N, C, H, W) images with one label each, got {arr.shape} and {len(labels)} labels")
+    rows = sorted(set(int(y) for y in labels))
+    per_row = {r: [i for i, y in enumerate(labels) if int(y) == r] for r in rows}
+    cols = max(len(v) for v in per_row.values())
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols + 0.6, 0.75 * len(rows) + 0.6), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(per_row[row]):
+                ax.imshow(arr[per_row[row][c], 0], origin="lower", aspect="auto", cmap="magma", vmin=-1, vmax=1)
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(label_names[row] if label_names else str(row), rotation=0, labelpad=12, va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
