@@ -56,11 +56,20 @@ SAMPLE_RATE = 8000
 FEATURES = {"sample_rate": SAMPLE_RATE, "n_fft": 256, "hop_length": 80, "n_mels": 40, "n_mfcc": 13, "cmvn": "global"}
 
 
+def load_clips(paths, sample_rate: int) -> list:
+    """Files → 1-D float32 clips at ``sample_rate`` (the pipelines' own ``audio_loader`` stage)."""
+    from seqlab.audio.io import AudioLoader
+
+    loader = AudioLoader(sample_rate=sample_rate)
+    items = [str(p) for p in paths]
+    return [clip for s in range(0, len(items), 256) for clip in loader({"audio": items[s:s + 256]})["audio"]]
+
+
 def fsdd_splits(speech: Path):
     """FSDD training-split rows → (train, val, test) ClipSets with digit labels."""
     import numpy as np
 
-    from seqlab.tasks.generative import ClipSet, load_audio
+    from seqlab.data.clips import ClipSet
 
     fsdd = speech / "fsdd"
     rows = [line.rstrip("\n").split("\t") for line in (fsdd / "metadata.tsv").read_text().splitlines()]
@@ -68,7 +77,7 @@ def fsdd_splits(speech: Path):
     col = {name: i for i, name in enumerate(header)}
     rows = [r for r in rows if r[col["split"]] == "train"]
     paths = [fsdd / "recordings" / r[col["file"]] for r in rows]
-    audio = load_audio(paths, SAMPLE_RATE)
+    audio = load_clips(paths, SAMPLE_RATE)
     digits = [int(r[col["digit"]]) for r in rows]
     take = np.array([int(r[col["index"]]) for r in rows])
     clips = ClipSet(audio, digits, [False] * len(rows), [p.name for p in paths])
@@ -83,7 +92,8 @@ def outlier_splits(speech: Path, seed: int = 0):
     """yesno and LJ Speech segments → (val, test) out-of-class ClipSets."""
     import numpy as np
 
-    from seqlab.tasks.generative import ClipSet, cut_segments, load_audio
+    from seqlab.audio.noise import cut_segments
+    from seqlab.data.clips import ClipSet
 
     yesno = sorted((speech / "yesno" / "waves_yesno").glob("*.wav"))
     lj = sorted((speech / "ljspeech_sample" / "wavs").glob("*.wav"))
@@ -93,7 +103,7 @@ def outlier_splits(speech: Path, seed: int = 0):
 
     def segments(files):
         audio, names = [], []
-        for path, clip in zip(files, load_audio(files, SAMPLE_RATE)):
+        for path, clip in zip(files, load_clips(files, SAMPLE_RATE)):
             for k, seg in enumerate(cut_segments(clip, SAMPLE_RATE, 0.5, 1.0, rng=rng)):
                 audio.append(seg)
                 names.append(f"{path.parent.parent.name}/{path.name}#{k}")
@@ -103,21 +113,41 @@ def outlier_splits(speech: Path, seed: int = 0):
     return segments(yesno[:half_y] + lj[:half_l]), segments(yesno[half_y:] + lj[half_l:])
 
 
-def run_anomaly(data, budget_s: float, device: str):
-    from seqlab.tasks.generative import AnomalyDetector
+def train_recipe(task: str, settings: dict, train, dev, device: str):
+    """The task's recipe from ``settings`` → pipeline trained on ``train`` (dev: ``dev``) → (pipeline, result, recipe)."""
+    from seqlab.recipe import load_recipe
 
+    recipe = load_recipe(data={"task": task, **{k: v for k, v in settings.items() if k != "snr"}, "device": device,
+                               "output": str(RUNS / "generative" / task)})
+    pipe = recipe.build()
+    result = pipe.fit(train, dev, recipe.train, log_dir=RUNS / "generative" / task / "logs")
+    return pipe, result, recipe
+
+
+def save_run(pipe, recipe, settings: dict) -> None:
+    """Save under runs/benchmarks/generative/TASK with the recipe, so ``seqlab eval`` reads data for it."""
+    from seqlab.core.config import to_dict
+
+    pipe.save(RUNS / "generative" / recipe.task, meta={"recipe": to_dict(recipe), "settings": settings})
+
+
+#: The Trainer settings the generative loop had as defaults (plateau halving after 3 bad epochs, clip 5).
+AUTOENCODER_TRAIN = {"schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 3, "clip_norm": 5.0}
+
+
+def run_anomaly(data, budget_s: float, device: str):
     train, val, test, out_val, out_test = data
     settings = {
         "features": FEATURES,
         "patches": {"frames": 10, "hop": 2, "clip_score": "mean"},
         "model": {"kind": "dense", "code_size": 16, "hidden_sizes": [256, 64], "activation": "relu"},
         "threshold": {"method": "youden"},
-        "train": {"epochs": 300, "batch_size": 256, "lr": 1e-3, "patience": 30, "time_budget_s": budget_s, "seed": 0},
+        "train": {"epochs": 300, "batch_size": 256, "lr": 1e-3, "patience": 30, "time_budget_s": budget_s, "seed": 0,
+                  **AUTOENCODER_TRAIN},
     }
-    det = AnomalyDetector(settings["features"], settings["patches"], settings["model"], settings["threshold"], device=device)
-    result = det.fit(train, val + out_val, settings["train"], log_dir=RUNS / "generative" / "anomaly" / "logs")
-    report = det.evaluate(test + out_test)
-    det.save(RUNS / "generative" / "anomaly", meta={"settings": settings})
+    pipe, result, recipe = train_recipe("anomaly", settings, train, val + out_val, device)
+    report = pipe.evaluate(test + out_test)
+    save_run(pipe, recipe, settings)
     metrics = {"anomaly_auc": round(report["auc"], 4),
                "anomaly_detection_rate": round(report["detection_rate"], 4),
                "anomaly_false_alarm_rate": round(report["false_alarm_rate"], 4)}
@@ -129,22 +159,20 @@ def run_anomaly(data, budget_s: float, device: str):
 
 
 def run_denoise(data, budget_s: float, device: str):
-    from seqlab.tasks.generative import MFCCDenoiser
-
     train, val, test = data[:3]
     settings = {
         "features": FEATURES,
         "patches": {"frames": 21, "hop": 2, "inference_hop": 1},
         "model": {"kind": "dense", "code_size": 256, "hidden_sizes": [1024], "activation": "relu"},
         "noise": {"kinds": ["white", "pink"], "train_snr_db": [5.0, 15.0], "eval_snr_db": 10.0, "copies": 4, "seed": 0},
-        "train": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "patience": 15, "time_budget_s": budget_s, "seed": 0},
+        "train": {"epochs": 200, "batch_size": 256, "lr": 1e-3, "patience": 15, "time_budget_s": budget_s, "seed": 0,
+                  **AUTOENCODER_TRAIN},
         "snr": "SNR_dB(ref, x) = 10·log10(Σref² / Σ(ref − x)²) over all coefficients, frames and clips, on MFCCs "
                "normalised by global CMVN with the clean training clips' mean and std (reference, noisy and denoised alike)",
     }
-    den = MFCCDenoiser(settings["features"], settings["patches"], settings["model"], settings["noise"], device=device)
-    result = den.fit(train, val, settings["train"], log_dir=RUNS / "generative" / "denoise" / "logs")
-    report = den.evaluate(test)
-    den.save(RUNS / "generative" / "denoise", meta={"settings": settings})
+    pipe, result, recipe = train_recipe("denoise", settings, train, val, device)
+    report = pipe.evaluate(test)
+    save_run(pipe, recipe, settings)
     metrics = {"denoise_snr_gain_db": round(report["snr_gain_db"], 3),
                "denoise_snr_noisy_db": round(report["snr_noisy_db"], 3),
                "denoise_snr_denoised_db": round(report["snr_denoised_db"], 3),

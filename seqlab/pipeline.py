@@ -187,7 +187,8 @@ class Pipeline:
         model.eval()
         pads = model.pad_values(training=False)
         length_column = model.length_column()
-        lengths = [len(v) for v in processed[length_column]]
+        # A scalar column (a class to generate from) counts as length 1.
+        lengths = [len(v) if hasattr(v, "__len__") else 1 for v in processed[length_column]]
         outputs: list[Any] = [None] * len(lengths)
         needed = {c: processed[c] for c in pads if c in processed}
         extra = {c: processed[c] for c in processed if c not in needed}

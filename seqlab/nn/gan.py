@@ -24,7 +24,7 @@ under/overflows, unlike ``log(sigmoid(a))``).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -345,10 +345,16 @@ class GAN(nn.Module):
         finally:
             self.generator.train(was_training)
 
-    def train_step(self, real: Tensor, labels: Any = None, z: Tensor | None = None) -> dict[str, float]:
+    def train_step(
+        self, real: Tensor, labels: Any = None, z: Tensor | None = None,
+        optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer] | None = None,
+        clip: Callable[[Iterable[nn.Parameter]], float] | None = None,
+    ) -> dict[str, float]:
         """One update of D, then one of G, on the batch ``real`` (and its ``labels``).
 
         ``z`` (B, latent) fixes the noise (tests); it is drawn from N(0, I) otherwise.
+        ``optimizers`` = (D's, G's) replaces the GAN's own (a Trainer's per-step hook builds
+        them); ``clip(parameters)`` clips each network's gradients before its step.
         Returns ``d_loss``, ``g_loss`` and the mean probabilities ``d_real`` = D(x) and
         ``d_fake`` = D(G(z)) before the updates.
         """
@@ -366,9 +372,12 @@ class GAN(nn.Module):
         real_logits = self.discriminator(real, labels)
         fake_logits = self.discriminator(fake.detach(), labels)
         d_loss = discriminator_loss(real_logits, fake_logits)
-        self.d_optimizer.zero_grad(set_to_none=True)
+        d_optimizer, g_optimizer = optimizers if optimizers is not None else (self.d_optimizer, self.g_optimizer)
+        d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
-        self.d_optimizer.step()
+        if clip is not None:
+            clip(self.discriminator.parameters())
+        d_optimizer.step()
 
         # G: make the *updated* D call the same fakes real. D's weights are frozen meanwhile
         # so this backward pass computes no gradients for them.
@@ -376,9 +385,11 @@ class GAN(nn.Module):
             p.requires_grad_(False)
         try:
             g_loss = generator_loss(self.discriminator(fake, labels))
-            self.g_optimizer.zero_grad(set_to_none=True)
+            g_optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
-            self.g_optimizer.step()
+            if clip is not None:
+                clip(self.generator.parameters())
+            g_optimizer.step()
         finally:
             for p in self.discriminator.parameters():
                 p.requires_grad_(True)
