@@ -201,7 +201,7 @@ def load_speech_judge(directory: Path):
     return (pipe, stages[0]), None
 
 
-def to_judge_features(images, gen, stage) -> list:
+def to_judge_features(images, image_stage, stage) -> list:
     """Generator images (CMVN/scale, clipped) → the speech pipeline's own feature space, per example.
 
     Undo the image scaling and the generator's global CMVN (raw MFCCs), then apply the speech
@@ -210,8 +210,8 @@ def to_judge_features(images, gen, stage) -> list:
 
     from seqlab.audio.features import CMVN_EPS
 
-    x = images[:, 0].transpose(1, 2).double() * gen.image.scale            # (N, frames, n_mfcc), global-CMVN space
-    t = gen.mfcc.transform
+    x = images[:, 0].transpose(1, 2).double() * image_stage.config.image.scale   # (N, frames, n_mfcc), global-CMVN space
+    t = image_stage.mfcc.transform
     raw = x * t.cmvn_std.double().cpu() + t.cmvn_mean.double().cpu()
     cfg = stage.config
     if cfg.cmvn == "utterance":
@@ -223,18 +223,33 @@ def to_judge_features(images, gen, stage) -> list:
     return [f.float().numpy() for f in torch.unbind(raw)]
 
 
-def speech_judge_accuracy(judge, gen, images, labels) -> float:
+def speech_judge_accuracy(judge, image_stage, images, labels) -> float:
     from seqlab.tasks.speech import recognise_digits
 
     pipe, stage = judge
-    guesses = recognise_digits(pipe, features=to_judge_features(images, gen, stage))
+    guesses = recognise_digits(pipe, features=to_judge_features(images, image_stage, stage))
     return sum(int(g["digit"] == y) for g, y in zip(guesses, labels)) / len(labels)
+
+
+def real_images(pipe, clips):
+    """The pipeline's own ``mfcc_image`` stage on real clips → ``(N, 1, n_mfcc, frames)``."""
+    import numpy as np
+    import torch
+
+    image_stage = pipe.stages[-1]
+    return torch.from_numpy(np.stack(image_stage({"audio": list(clips.audio)})["image"])).unsqueeze(1)
+
+
+def cnn_accuracy(model, images, digits) -> float:
+    """The pipeline's CNN judge on real images."""
+    import torch
+
+    predicted = model.classifier.predict(images.to(next(model.parameters()).device)).cpu()
+    return float((predicted == torch.tensor(digits)).float().mean())
 
 
 def run_cgan(data, budget_s: float, device: str, judge_choice: str = "auto", speech_model: Path | None = None):
     import torch
-
-    from seqlab.tasks.generative import DigitGenerator
 
     train, val, test = data[:3]
     judge, why_not = load_speech_judge(speech_model or RUNS / "speech_isolated") if judge_choice != "cnn" else (None, "--judge cnn")
@@ -250,26 +265,27 @@ def run_cgan(data, budget_s: float, device: str, judge_choice: str = "auto", spe
         "features": features,
         "image": {"frames": 32, "mode": "resize", "scale": 3.0},
         "model": {"latent_size": 32, "channels": [64, 128], "num_classes": 10},
-        "classifier": {"channels": [32, 64], "hidden_size": 128, "dropout": 0.3, "epochs": 30, "batch_size": 64,
-                       "lr": 1e-3, "budget_share": 0.15, "eval_samples_per_class": 100},
-        "train": {"epochs": 1000, "batch_size": 64, "time_budget_s": budget_s, "seed": 0},
+        # The judge trains on the real images during the GAN's first 30 epochs (before: 30 epochs first).
+        "classifier": {"channels": [32, 64], "hidden_size": 128, "dropout": 0.3, "epochs": 30, "lr": 1e-3,
+                       "eval_samples_per_class": 100},
+        "train": {"epochs": 1000, "batch_size": 64, "time_budget_s": budget_s, "seed": 0, "clip_norm": None},
     }
-    gen = DigitGenerator(settings["features"], settings["image"], settings["model"], settings["classifier"], device=device)
-    result = gen.fit(train, val, settings["train"], log_dir=RUNS / "generative" / "cgan" / "logs")
+    pipe, result, recipe = train_recipe("cgan", settings, train, val, device)
+    model, image_stage = pipe.model, pipe.stages[-1]
     per_class = settings["classifier"]["eval_samples_per_class"]
-    cnn_per_digit = gen.class_accuracies(per_class, seed=0)
+    cnn_per_digit = model.class_accuracies(per_class, seed=0)
+    test_images = real_images(pipe, test)
     metrics = {"cgan_class_accuracy_cnn": round(sum(cnn_per_digit) / len(cnn_per_digit), 4),
-               "cgan_cnn_real_accuracy": round(gen.classifier_accuracy(test), 4)}
+               "cgan_cnn_real_accuracy": round(cnn_accuracy(model, test_images, test.digits), 4)}
     settings["judge"] = ("speech task's FSDD model (recognise_digits on the generated MFCCs)" if judge is not None
                          else f"CNN digit classifier trained here on the real training images ({why_not})")
     if judge is not None:
         with torch.random.fork_rng():
             torch.manual_seed(0)
             labels = [d for d in range(10) for _ in range(per_class)]
-            samples = gen.sample(len(labels), labels).cpu()
-        real = gen.images(test).cpu()
-        metrics["cgan_class_accuracy_speech_model"] = round(speech_judge_accuracy(judge, gen, samples, labels), 4)
-        metrics["cgan_speech_model_real_accuracy"] = round(speech_judge_accuracy(judge, gen, real, test.digits), 4)
+            samples = model.sample(len(labels), labels).cpu()
+        metrics["cgan_class_accuracy_speech_model"] = round(speech_judge_accuracy(judge, image_stage, samples, labels), 4)
+        metrics["cgan_speech_model_real_accuracy"] = round(speech_judge_accuracy(judge, image_stage, test_images, test.digits), 4)
         from seqlab.tasks.speech import recognise_digits
 
         full = recognise_digits(judge[0], test.audio, sample_rate=SAMPLE_RATE)
@@ -281,17 +297,16 @@ def run_cgan(data, budget_s: float, device: str, judge_choice: str = "auto", spe
     else:
         metrics["cgan_class_accuracy"] = metrics["cgan_class_accuracy_cnn"]
         metrics["cgan_judge_real_accuracy"] = metrics["cgan_cnn_real_accuracy"]
-    gen.save(RUNS / "generative" / "cgan", meta={"settings": settings})
+    save_run(pipe, recipe, settings)
     n_mfcc = settings["features"]["n_mfcc"]
-    grid = gen.save_grid(RESULTS / "generative_cgan_samples.png", per_class=10, seed=0,
-                         title=f"conditional DCGAN: 1×{n_mfcc}×32 MFCC images (CMVN/3), one row per requested digit")
+    grid = model.save_grid(RESULTS / "generative_cgan_samples.png", per_class=10, seed=0,
+                           title=f"conditional DCGAN: 1×{n_mfcc}×32 MFCC images (CMVN/3), one row per requested digit")
     settings.update({"clips": {"train": len(train), "val": len(val), "test": len(test)},
                      "cnn_per_digit_class_accuracy": [round(a, 3) for a in cnn_per_digit],
-                     "cnn_val_accuracy": round(gen.classifier_report.get("dev_accuracy", float("nan")), 4),
-                     "cnn_epochs": gen.classifier_report.get("epochs"),
+                     "cnn_val_accuracy": round(cnn_accuracy(model, real_images(pipe, val), val.digits), 4),
                      "gan_epochs_run": result.history[-1]["epoch"], "gan_steps": result.steps,
-                     "stopped_by": result.stopped_by, "train_s": round(result.train_seconds, 1),
-                     "grid": str(grid.relative_to(RESULTS.parent.parent))})
+                     "best_epoch_step": result.best_step, "stopped_by": result.stopped_by,
+                     "train_s": round(result.train_seconds, 1), "grid": str(grid.relative_to(RESULTS.parent.parent))})
     return metrics, settings
 
 
