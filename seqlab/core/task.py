@@ -9,6 +9,8 @@ everything needed to rebuild it — including what it learned from the fitted st
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +18,26 @@ import torch
 from torch import nn
 
 from .errors import InputError
+
+
+@dataclass
+class StepContext:
+    """What the Trainer tells a model's own :meth:`TaskModel.train_step` about the step.
+
+    >>> context = StepContext(step=0, epoch=1, device=torch.device("cpu"), clip=lambda params: 0.0)
+    >>> context.epoch
+    1
+    """
+
+    #: Optimisation steps already taken in the run (0 before the first).
+    step: int
+    #: The epoch being trained, from 1.
+    epoch: int
+    #: Where the model and the batch are.
+    device: torch.device
+    #: ``clip(parameters)`` clips their gradients as the train config says (``clip_norm``,
+    #: ``clip_value``) and returns their norm before clipping (logged as ``grad_norm``).
+    clip: Callable[[Iterable[nn.Parameter]], float]
 
 
 class TaskModel(nn.Module):
@@ -42,6 +64,62 @@ class TaskModel(nn.Module):
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
+
+    # -- training (called by the Trainer) ------------------------------------------------
+    # The Trainer calls these directly (never looked up by name). Every default suits a
+    # model trained by "loss → backward → clip → one optimiser step" on length-bucketed,
+    # padded batches; a task overrides only what it does differently.
+
+    #: True when the model runs its own optimisation step (a GAN with two optimisers): the
+    #: Trainer calls :meth:`train_step` instead of its own loss → backward → clip → step.
+    custom_train_step: ClassVar[bool] = False
+    #: True when the loss carries state from one training batch to the next (truncated BPTT:
+    #: the language model's hidden state between windows) in :attr:`tbptt_state`.
+    stateful: ClassVar[bool] = False
+    #: The carried state of a :attr:`stateful` model (tensors in tuples/lists/dicts; None: start
+    #: afresh). Its ``loss`` reads and replaces it (detached); the Trainer keeps it across dev
+    #: evaluations, saves it in checkpoints and puts it back on resume.
+    tbptt_state: Any = None
+
+    def train_batches(self, columns: Mapping[str, list], config: Any, epoch: int) -> Sequence[dict[str, Any]] | None:
+        """The epoch's training batches (dicts of CPU tensors), or None for the shared default.
+
+        ``columns`` are the processed training columns; ``config`` is the ``TrainConfig``
+        (``batch_size``, ``max_tokens``, ``bucket_factor``, ``seed``); ``epoch`` counts from 1.
+        The default, None, makes the Trainer use ``seqlab.data.collate.default_train_batches``:
+        length-bucketed batches, shuffled with ``seed + epoch``, of the columns in
+        ``pad_values(training=True)`` padded with those values. A task overrides this to encode
+        targets, skip or cut examples, or yield truncated-BPTT windows in order. Random draws
+        must come from seeded generators or the global ones (a resumed run replays them).
+        """
+        return None
+
+    def reset_tbptt_state(self) -> None:
+        """Forget the carried state; the Trainer calls this at each epoch start (stateful models)."""
+        self.tbptt_state = None
+
+    def build_optimizers(self, make: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers by name. ``make(params)`` builds one from the train config (``optimizer``,
+        ``lr``, ``weight_decay``, ``momentum``). Default: ``{"model": make(self.parameters())}``.
+
+        The learning-rate schedule scales every optimiser's rate by the same factor, relative
+        to the rate it was built with (a GAN's two rates keep their ratio); checkpoints hold
+        each one's state under its name.
+        """
+        return {"model": make(self.parameters())}
+
+    def train_step(self, batch: dict[str, Any], optimizers: dict[str, torch.optim.Optimizer], step: StepContext) -> dict[str, float]:
+        """One optimisation step of a :attr:`custom_train_step` model, on one batch (on ``step.device``).
+
+        Zero the gradients, run backward and ``optimizer.step()`` on each optimiser itself,
+        calling ``step.clip(parameters)`` before each ``step()`` to apply the configured
+        clipping. Return the losses to log (floats or 0-d tensors): ``"loss"`` is required (the
+        training-loss curve, the NaN/inf check and, without dev data, model selection); the
+        others are logged per epoch as ``train_<name>``. It runs in full precision (no AMP),
+        without the ``l1``/``l2`` penalties, and a NaN/inf ``"loss"`` is counted as a
+        non-finite step (the model decides whether its own updates ran).
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets custom_train_step = True but defines no train_step")
 
     # -- building -----------------------------------------------------------------
     @classmethod

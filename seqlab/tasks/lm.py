@@ -260,6 +260,8 @@ class LanguageModel(TaskModel):
     target_columns = ()
     selection_metric = "perplexity"
     selection_mode = "min"
+    #: The hidden state is carried from one training window to the next (``tbptt_state``).
+    stateful = True
 
     def __init__(self, config: LMConfig) -> None:
         super().__init__(config)
@@ -285,8 +287,8 @@ class LanguageModel(TaskModel):
         else:
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
         self.tbptt = TruncatedBPTT(config.bptt, config.bptt_k2)
-        #: The state carried from one training window to the next (None: zeros).
-        self.tbptt_state: Any = None
+        # The state carried from one training window to the next (None: zeros).
+        self.tbptt_state = None
 
     # -- building ---------------------------------------------------------------------
     @classmethod
@@ -358,11 +360,7 @@ class LanguageModel(TaskModel):
             outputs = torch.cat(pieces, dim=1)
         return self.decoder(self.drop(outputs)), state
 
-    # -- truncated BPTT (the Trainer protocol) -----------------------------------------
-    def reset_tbptt_state(self) -> None:
-        """Forget the carried state (the Trainer calls this at each epoch start)."""
-        self.tbptt_state = None
-
+    # -- truncated BPTT (``TaskModel.stateful``; reset_tbptt_state is the base's) ------------
     def _check_stream_size(self, n_tokens: int, streams: int, where: str) -> None:
         if n_tokens < 2 * streams:
             raise DataError(

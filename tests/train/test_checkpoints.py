@@ -79,7 +79,7 @@ def test_checkpoint_is_plain_data_readable_with_weights_only(tmp_path):
     raw = torch.load(path, weights_only=True)  # would refuse any arbitrary object
     assert raw["format"] == "seqlab.checkpoint" and len(raw["sha256"]) == 64
     state = raw["state"]
-    assert {"model", "optimizer", "schedule", "rng", "epoch_rng", "progress", "best_model", "config"} <= set(state)
+    assert {"model", "optimizers", "schedule", "rng", "epoch_rng", "progress", "best_model", "config"} <= set(state)
     assert set(state["rng"][0]) == {"python", "numpy", "torch", "cuda"}
     assert state["progress"]["epoch"] == 2 and state["progress"]["batch_index"] == 0 and state["progress"]["step"] == 3
     best = state["model"] if state["best_is_current"] else state["best_model"]
@@ -115,7 +115,7 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, crash_at):
     last_run = load_checkpoint(tmp_path / "run" / f"step-{reference.steps:09d}.pt")
     for name, tensor in last_full["model"].items():  # the final (not only the best) weights
         assert torch.equal(tensor, last_run["model"][name])
-    for a, b in zip(last_full["optimizer"]["state"].values(), last_run["optimizer"]["state"].values()):
+    for a, b in zip(last_full["optimizers"]["model"]["state"].values(), last_run["optimizers"]["model"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
