@@ -12,21 +12,9 @@ __version__ = "0.1.0"
 def load(path, device="auto"):
     """Load a saved pipeline directory (``config.json`` + ``model.safetensors``); never unpickles.
 
-    Directories written by the generative pipelines (anomaly, denoise, cgan) load through
-    ``seqlab.tasks.generative.load_generative``.
+    Every task (the generative ones too: anomaly, denoise, cgan) loads the same way; a folder
+    saved in the retired generative format is a ``ModelFileError`` that says to retrain it.
     """
-    import json
-    from pathlib import Path
-
-    config = Path(path) / "config.json"
-    try:
-        kind = json.loads(config.read_text(encoding="utf-8")).get("format") if config.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        kind = None  # Pipeline.load says what is wrong with the file
-    if kind == "seqlab.generative":
-        from .tasks.generative import load_generative
-
-        return load_generative(path, device=device)
     from .pipeline import Pipeline
 
     return Pipeline.load(path, device=device)

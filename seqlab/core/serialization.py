@@ -84,6 +84,10 @@ def _sniff(path: Path) -> str:
     return "a single file"
 
 
+#: The format marker of the generative tasks' own save format, before they became pipelines.
+RETIRED_GENERATIVE_FORMAT = "seqlab.generative"
+
+
 def check_model_dir(path: str | Path) -> dict:
     """Validate a saved pipeline directory and return its config; refuse anything else."""
     path = Path(path)
@@ -105,6 +109,12 @@ def check_model_dir(path: str | Path) -> dict:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelFileError(f"{str(config_path)!r} is corrupt (not valid UTF-8 JSON): {err}") from None
+    if isinstance(config, dict) and config.get("format") == RETIRED_GENERATIVE_FORMAT:
+        task = config.get("task") if config.get("task") in ("anomaly", "denoise", "cgan") else "anomaly|denoise|cgan"
+        raise ModelFileError(
+            f"{str(path)!r} was saved in the retired generative format ({RETIRED_GENERATIVE_FORMAT!r}); the {task} "
+            f"task is now an ordinary pipeline: retrain it with `seqlab train pipelines/{task}.yaml`"
+        )
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelFileError(
             f"{str(config_path)!r} is not a seqlab pipeline config (its 'format' is "

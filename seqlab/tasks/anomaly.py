@@ -275,10 +275,5 @@ class AnomalyRecipe(ClipRecipe):
         return ClipSet(audio, anomalous=[True] * len(audio), names=names)
 
     def build(self):
-        from ..audio.features import MFCC
-        from ..audio.io import AudioLoader
-        from ..pipeline import Pipeline
-
-        config = AnomalyConfig(self.model, self.patches, self.threshold)
-        return Pipeline([AudioLoader(sample_rate=self.features.sample_rate), MFCC(self.features)], AnomalyModel, config, device=self.device)
+        return self.mfcc_pipeline(AnomalyModel, AnomalyConfig(self.model, self.patches, self.threshold))
 

@@ -104,6 +104,14 @@ class ClipRecipe:
         """Data for ``seqlab eval MODEL_DIR TABLE.tsv``."""
         return self.read_clips(path)
 
+    def mfcc_pipeline(self, model: type, config: Any) -> Any:
+        """The Pipeline ``audio_loader`` → ``mfcc`` → ``model`` (anomaly, denoise)."""
+        from ..audio.io import AudioLoader
+        from ..pipeline import Pipeline
+
+        stages = [AudioLoader(sample_rate=self.features.sample_rate), MFCC(self.features)]
+        return Pipeline(stages, model, config, device=getattr(self, "device", "auto"))
+
 
 # -- features -------------------------------------------------------------------------------------
 @dataclass

@@ -237,12 +237,7 @@ class DenoiseRecipe(ClipRecipe):
     examples: list[str] = field(default_factory=list)
 
     def build(self):
-        from ..audio.features import MFCC
-        from ..audio.io import AudioLoader
-        from ..pipeline import Pipeline
-
         if self.features.cmvn == "utterance":
             raise ConfigError("features.cmvn: the denoise task takes 'global' or 'none' ('utterance' would normalise "
                               "the noisy and the clean MFCCs with different statistics)")
-        config = DenoiseConfig(self.model, self.patches, self.noise)
-        return Pipeline([AudioLoader(sample_rate=self.features.sample_rate), MFCC(self.features)], DenoiseModel, config, device=self.device)
+        return self.mfcc_pipeline(DenoiseModel, DenoiseConfig(self.model, self.patches, self.noise))
