@@ -390,8 +390,9 @@ class CGANModel(TaskModel):
         from ..train.plots import save_sample_grid
 
         path = next_free(out_dir if out_dir is not None else Path("seqlab-predictions"), f"cgan-digit{output['digit']}", ".png")
-        heard = f", the classifier hears {output['classified_as']}" if output.get("classified_as") is not None else ""
-        save_sample_grid(output["image"][None, None], [output["digit"]], path, title=f"generated digit {output['digit']}{heard}")
+        heard = f"; the classifier hears {output['classified_as']}" if output.get("classified_as") is not None else ""
+        save_sample_grid(output["image"][None, None], [output["digit"]], path, cell_inches=4.0,
+                         title=f"generated MFCCs of digit {output['digit']}{heard}")
         return str(path)
 
 

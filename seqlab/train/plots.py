@@ -54,8 +54,9 @@ def plot_history(history: list[dict[str, Any]], path: str | Path) -> Path | None
 
 
 def save_sample_grid(images: Any, labels: Sequence[int], path: str | Path, title: str | None = None,
-                     label_names: Sequence[str] | None = None) -> Path:
-    """A PNG grid of ``(N, 1, H, W)`` images (MFCC coefficients up, time right), one row per label.
+                     label_names: Sequence[str] | None = None, cell_inches: float = 1.3) -> Path:
+    """A PNG grid of ``(N, 1, H, W)`` images (MFCC coefficients up, time right), one row per label,
+    each image ``cell_inches`` wide.
 
     >>> import tempfile, os
     >>> p = save_sample_grid(np.random.rand(4, 1, 13, 32) * 2 - 1, [0, 0, 1, 1], os.path.join(tempfile.mkdtemp(), "g.png"))
@@ -73,7 +74,7 @@ def save_sample_grid(images: Any, labels: Sequence[int], path: str | Path, title
     rows = sorted(set(int(y) for y in labels))
     per_row = {r: [i for i, y in enumerate(labels) if int(y) == r] for r in rows}
     cols = max(len(v) for v in per_row.values())
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols + 0.6, 0.75 * len(rows) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cell_inches * cols + 0.6, cell_inches * 0.58 * len(rows) + 0.6), squeeze=False)
     for r, row in enumerate(rows):
         for c in range(cols):
             ax = axes[r][c]
