@@ -134,8 +134,11 @@ class AnomalyModel(TaskModel):
         if self.sequence:
             return shuffled_batches(len(features), config.batch_size, config.seed + epoch,
                                     lambda idx: pad_collate({"features": [features[int(i)] for i in idx]}, {"features": 0.0}))
-        patches = self.layout.to_model(frame_patches(features, self.config.patches.frames, self.config.patches.hop)[0])
-        return shuffled_batches(len(patches), config.batch_size, config.seed + epoch, lambda idx: {"patches": patches[idx]})
+        frames = self.config.patches.frames
+        patches = self.layout.to_model(frame_patches(features, frames, self.config.patches.hop)[0])
+        # ``features_lengths``: the frames each example holds, the Trainer's "tokens" per second.
+        return shuffled_batches(len(patches), config.batch_size, config.seed + epoch,
+                                lambda idx: {"patches": patches[idx], "features_lengths": torch.full((len(idx),), frames)})
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.sequence:

@@ -149,7 +149,8 @@ class DenoiseModel(TaskModel):
         clean_patches = self.layout.to_model(frame_patches([clean[i] for i in owner], p.frames, p.hop)[0])
         noisy_patches = self.layout.to_model(frame_patches(noisy, p.frames, p.hop)[0])
         return shuffled_batches(len(clean_patches), config.batch_size, config.seed + epoch,
-                                lambda idx: {"clean": clean_patches[idx], "noisy": noisy_patches[idx]})
+                                lambda idx: {"clean": clean_patches[idx], "noisy": noisy_patches[idx],
+                                             "features_lengths": torch.full((len(idx),), p.frames)})  # frames/s as tokens/s
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.autoencoder.paired_loss(batch["clean"], batch["noisy"])[0]
