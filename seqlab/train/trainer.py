@@ -676,7 +676,8 @@ class _Run:
             second = metrics.get(self.tiebreak, math.inf) if self.tiebreak else math.inf
             progress.best_value, progress.best_tiebreak, progress.bad_evals = value, second, 0
             self.best_state = to_cpu(self.model.state_dict())
-            progress.best_metrics = dict(metrics, **({"loss": train_loss} if self.metric == "loss" else {}))
+            # Without a dev "loss" the selection metric was the training loss: report that one.
+            progress.best_metrics = dict(metrics) if self.metric in metrics else dict(metrics, loss=train_loss)
             progress.best_step = progress.step
         else:
             progress.bad_evals += 1
