@@ -8,7 +8,7 @@ everything needed to rebuild it — including what it learned from the fitted st
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -76,8 +76,8 @@ class TaskModel(nn.Module):
     #: evaluations, saves it in checkpoints and puts it back on resume.
     tbptt_state: Any = None
 
-    def train_batches(self, columns: Mapping[str, list], config: Any, epoch: int) -> Sequence[dict[str, Any]] | None:
-        """The epoch's training batches (dicts of CPU tensors), or None for the shared default.
+    def train_batches(self, columns: Mapping[str, list], config: Any, epoch: int) -> Iterable[dict[str, Any]] | None:
+        """The epoch's training batches (dicts of CPU tensors, in order), or None for the shared default.
 
         ``columns`` are the processed training columns; ``config`` is the ``TrainConfig``
         (``batch_size``, ``max_tokens``, ``bucket_factor``, ``seed``); ``epoch`` counts from 1.
