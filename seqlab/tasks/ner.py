@@ -35,9 +35,9 @@ independent softmax per token (cross-entropy), the baseline both papers compare 
   sentence punctuation where possible, so memory stays bounded; training sentences that
   long are cut the same way (spans crossing a cut are closed at it).
 
-Metrics: entity precision/recall/F1 (micro and per type) of seqeval's default
-(conlleval) mode via ``seqlab.metrics.entities``, on predictions and references both
-converted to IOB2, on a 0–100 scale.
+Metrics: entity precision/recall/F1 (micro and per type) of seqeval's default mode via
+``seqlab.metrics.entities``, on predictions and references both converted to IOB2 (so only
+B-/I-/O tags, where seqeval's reading equals conlleval's), on a 0–100 scale.
 """
 from __future__ import annotations
 
