@@ -632,6 +632,14 @@ class NERModel(TaskModel):
         predicted = [convert_tags([self.config.tags[t] for t in tags], self.config.scheme, "IOB2") for tags, _ in tagged]
         return self.score_tags(predicted, references["tags"], self.config.input_scheme)
 
+    def check_references(self, references: Mapping[str, list], where: str = "dev example") -> None:
+        """Every reference tag sequence must read in the input scheme, as ``score`` will read it."""
+        for i, tags in enumerate(references["tags"]):
+            try:
+                convert_tags(list(tags), self.config.input_scheme, "IOB2")
+            except DataError as err:
+                raise DataError(f"{where} {i}: {err}") from None
+
     def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
         predicted = [convert_tags(o["tags"], self.config.output_scheme, "IOB2") for o in outputs]
         return self.score_tags(predicted, references["tags"], self.config.input_scheme)
