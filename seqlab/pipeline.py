@@ -170,6 +170,9 @@ class Pipeline:
                 raise DataError("the dev dataset is empty; pass dev=None to train without one")
             processed = self.preprocess(dev_columns, with_targets=False)
             references = {c: dev_columns[c] for c in self.task_cls.target_columns}
+            # Now, not at the end of epoch 1: a dev row the evaluation cannot use (a transcript
+            # character the model has no label for) would otherwise throw that epoch away.
+            self.model.check_references(references, "dev example")
             evaluate = lambda: self._evaluate_processed(processed, references)  # noqa: E731
         trainer = Trainer(train_config, device=self.device, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
         self.train_result = trainer.fit(self.model, columns, evaluate, resume_from=resume_from)

@@ -140,6 +140,15 @@ class TaskModel(nn.Module):
         """The :attr:`selection_tiebreak` metric on processed dev data (none by default)."""
         return {}
 
+    def check_references(self, references: Any, where: str = "dev example") -> None:
+        """Check the raw target columns of evaluation data against what this model can represent.
+
+        ``Pipeline.fit`` calls it on the dev set before training starts, so a dev row the
+        evaluation would fail on (a transcript character no output label covers) is a
+        ``DataError`` naming ``where``, the row and the value before any epoch is spent, not
+        at the end of the first one. Nothing to check by default.
+        """
+
     # -- data -----------------------------------------------------------------------
     @property
     def columns(self) -> tuple[str, ...]:

@@ -35,9 +35,9 @@ independent softmax per token (cross-entropy), the baseline both papers compare 
   sentence punctuation where possible, so memory stays bounded; training sentences that
   long are cut the same way (spans crossing a cut are closed at it).
 
-Metrics: entity precision/recall/F1 (micro and per type) of seqeval's default
-(conlleval) mode via ``seqlab.metrics.entities``, on predictions and references both
-converted to IOB2, on a 0–100 scale.
+Metrics: entity precision/recall/F1 (micro and per type) of seqeval's default mode via
+``seqlab.metrics.entities``, on predictions and references both converted to IOB2 (so only
+B-/I-/O tags, where seqeval's reading equals conlleval's), on a 0–100 scale.
 """
 from __future__ import annotations
 
@@ -631,6 +631,14 @@ class NERModel(TaskModel):
             self.train(was_training)
         predicted = [convert_tags([self.config.tags[t] for t in tags], self.config.scheme, "IOB2") for tags, _ in tagged]
         return self.score_tags(predicted, references["tags"], self.config.input_scheme)
+
+    def check_references(self, references: Mapping[str, list], where: str = "dev example") -> None:
+        """Every reference tag sequence must read in the input scheme, as ``score`` will read it."""
+        for i, tags in enumerate(references["tags"]):
+            try:
+                convert_tags(list(tags), self.config.input_scheme, "IOB2")
+            except DataError as err:
+                raise DataError(f"{where} {i}: {err}") from None
 
     def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
         predicted = [convert_tags(o["tags"], self.config.output_scheme, "IOB2") for o in outputs]

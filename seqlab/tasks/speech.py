@@ -520,9 +520,17 @@ class SpeechModel(TaskModel):
         return {"text": text, "words": words, "labels": labels}
 
     @torch.no_grad()
+    def check_references(self, references: Mapping[str, list], where: str = "dev example") -> None:
+        """Every reference transcript must be made of this model's output labels (``encode_text``)."""
+        for i, text in enumerate(references["text"]):
+            self.encode_text(text, f"{where} {i}: transcript")
+
     def tiebreak_metrics(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any) -> dict[str, float]:
         """The CTC loss on the dev data, averaged over utterances (``ctc_reduction`` within each)."""
         from ..train import TrainConfig
+
+        # The loss needs label ids: name an unencodable row as evaluation data, not as training data.
+        self.check_references(references, "evaluation example")
 
         was_training, skipped = self.training, self.skipped_examples
         self.eval()
