@@ -127,9 +127,17 @@ def _same_run(a: Path, b: Path) -> tuple[bool, str]:
     cb = load_checkpoint(b / "checkpoints" / f"step-{last_b:09d}.pt")
     if any(not torch.equal(t, cb["model"][k]) for k, t in ca["model"].items()):
         return False, "final weights differ"
-    for sa, sb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
-        if any(not torch.equal(sa[k], sb[k]) for k in sa):
-            return False, "optimizer state differs"
+    def optimizer_states(checkpoint: dict) -> dict:
+        # Checkpoints keep optimisers by name; those written before the per-step hook had one "optimizer".
+        return checkpoint.get("optimizers") or {"model": checkpoint["optimizer"]}
+
+    opt_a, opt_b = optimizer_states(ca), optimizer_states(cb)
+    if opt_a.keys() != opt_b.keys():
+        return False, "optimizers differ"
+    for name in opt_a:
+        for sa, sb in zip(opt_a[name]["state"].values(), opt_b[name]["state"].values()):
+            if any(not torch.equal(sa[k], sb[k]) for k in sa):
+                return False, f"optimizer {name!r} state differs"
 
     def log(run: Path) -> list[dict]:
         lines = (run / "logs" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
