@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .config import _suggest
+from .config import suggest
 from .errors import ConfigError
 
 STAGES: dict[str, str] = {
@@ -49,7 +49,7 @@ RECIPES: dict[str, str] = {
 def _resolve(table: dict[str, str], name: str, what: str) -> Any:
     if name not in table:
         valid = sorted(table)
-        raise ConfigError(f"unknown {what} {name!r}{_suggest(name, valid)}; known: {', '.join(valid)}")
+        raise ConfigError(f"unknown {what} {name!r}{suggest(name, valid)}; known: {', '.join(valid)}")
     module, _, attr = table[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 
