@@ -337,7 +337,7 @@ class NERModel(TaskModel):
     >>> model = NERModel(cfg).eval()
     >>> batch = {"input_ids": torch.tensor([[4, 5]]), "input_ids_lengths": torch.tensor([2]),
     ...          "_raw": {"tokens": [["Ab", "ba"]]}}
-    >>> out = model.decode(batch)[0]
+    >>> out = model.decode(batch, model.parse_options({}))[0]
     >>> sorted(out), len(out["tags"])
     (['spans', 'tags', 'text', 'tokens'], 2)
     """
@@ -609,7 +609,7 @@ class NERModel(TaskModel):
                 "tags": tags_from_spans(found, len(names), self.config.output_scheme), "spans": items}
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
         """``{"text", "tokens", "tags", "spans": [{"text", "type", "start", "end", "char_start", "char_end", "score"}]}``.
 
         ``start``/``end`` are token indices (end exclusive); ``char_start``/``char_end`` index ``text``.
@@ -620,8 +620,8 @@ class NERModel(TaskModel):
         return [self._output(t, tags, conf) for t, (tags, conf) in zip(tokens, tagged)]
 
     # -- metrics ----------------------------------------------------------------------------
-    def evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any = None,
-                           batch_size: int = 128) -> dict[str, float]:
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list], decode: Any = None,
+                             device: Any = None, batch_size: int = 128) -> dict[str, float]:
         """Entity P/R/F1 on preprocessed data (Viterbi only: no confidences needed)."""
         was_training = self.training
         self.eval()
@@ -630,14 +630,14 @@ class NERModel(TaskModel):
         finally:
             self.train(was_training)
         predicted = [convert_tags([self.config.tags[t] for t in tags], self.config.scheme, "IOB2") for tags, _ in tagged]
-        return self.score_tags(predicted, references["tags"], self.config.input_scheme)
+        return self.entity_metrics(predicted, references["tags"], self.config.input_scheme)
 
-    def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
         predicted = [convert_tags(o["tags"], self.config.output_scheme, "IOB2") for o in outputs]
-        return self.score_tags(predicted, references["tags"], self.config.input_scheme)
+        return self.entity_metrics(predicted, references["tags"], self.config.input_scheme)
 
     @staticmethod
-    def score_tags(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], gold_scheme: str = "IOB2") -> dict[str, float]:
+    def entity_metrics(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], gold_scheme: str = "IOB2") -> dict[str, float]:
         """Entity P/R/F1 (0–100) of IOB2 ``predicted`` against ``gold`` tags in ``gold_scheme``, micro and per type."""
         from ..metrics.entities import entity_f1
 

@@ -17,12 +17,13 @@ Who does what:
   its own — as a classifier keeps its label names (the pipeline has no stage that runs at
   training time only on a target column and could be reloaded, so a second, target-side
   stage would make prediction fail for want of a ``target`` column);
-- ``score`` is detokenised sacreBLEU (and chrF) against the raw target text.
+- ``metrics`` is detokenised sacreBLEU (and chrF) against the raw target text.
 
 Limits a user can meet: an empty source is an ``InputError``; a source longer than
 ``max_source_tokens`` subwords is cut to that length with a ``UserWarning``; characters the
 subword model never saw become ``<unk>`` (``subwords.byte_fallback`` spells them as bytes
-instead); a beam size below 1 is a ``ConfigError`` (config) or an ``InputError`` (call).
+instead); a beam size outside [1, ``MAX_BEAM_SIZE``] is a ``ConfigError`` (config) or an ``InputError``
+(call), and so is a longest output above ``MAX_DECODE_LENGTH`` tokens.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from typing import Any, Literal
 import torch
 
 from ..core.errors import ConfigError, DataError, InputError, TrainingError
+from ..core.options import MAX_BEAM_SIZE, MAX_DECODE_LENGTH, Option, Options, check_cap
 from ..core.task import TaskModel
 from ..nn.decoding import LENGTH_PENALTIES
 from ..nn.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -120,6 +122,15 @@ class TranslationConfig(Seq2SeqConfig):
             raise ConfigError(f"{where}: length_alpha, max_len_a and max_len_b must be >= 0")
         if self.max_source_tokens < 1 or self.max_target_tokens < 1:
             raise ConfigError(f"{where}: max_source_tokens and max_target_tokens must be >= 1")
+        check_cap(where, "beam_size", self.beam_size, MAX_BEAM_SIZE)
+        for name in ("max_source_tokens", "max_target_tokens", "max_len_b"):
+            check_cap(where, name, getattr(self, name), MAX_DECODE_LENGTH)
+        longest = self.max_len_a * self.max_source_tokens + self.max_len_b
+        if longest > MAX_DECODE_LENGTH:
+            raise ConfigError(
+                f"{where}: max_len_a * max_source_tokens + max_len_b = {longest:g} output tokens is above the limit "
+                f"of {MAX_DECODE_LENGTH:,} (see docs/errors.md, 'Limits'); lower max_len_a or max_source_tokens"
+            )
 
 
 def _pad_ids(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,8 +149,8 @@ class TranslationModel(TaskModel):
     >>> cfg = TranslationConfig(embedding_dim=8, encoder_hidden=4, decoder_hidden=8, attention_dim=8,
     ...                         source_vocab_size=8, target_vocab_size=8, target_pieces=pieces, beam_size=2)
     >>> model = TranslationModel(cfg).eval()
-    >>> out = model.decode({"input_ids": torch.tensor([[6, 7]]), "input_ids_lengths": torch.tensor([2]),
-    ...                     "_raw": {"return_attention": [True]}})
+    >>> out = model.decode({"input_ids": torch.tensor([[6, 7]]), "input_ids_lengths": torch.tensor([2])},
+    ...                    model.parse_options({"return_attention": True}))
     >>> sorted(out[0]), out[0]["source_pieces"]
     (['attention', 'score', 'source_pieces', 'target_pieces', 'text'], ['▁a', '▁dog'])
     """
@@ -150,6 +161,10 @@ class TranslationModel(TaskModel):
     target_columns = ("target",)
     selection_metric = "bleu"
     selection_mode = "max"
+    options = {
+        "beam_size": Option(int, doc="beam width (1: greedy search)", low=1, high=MAX_BEAM_SIZE, from_config="beam_size"),
+        "return_attention": Option(bool, False, "return a dict with the attention matrix and the pieces, not just the text"),
+    }
 
     def __init__(self, config: TranslationConfig) -> None:
         super().__init__(config)
@@ -265,19 +280,11 @@ class TranslationModel(TaskModel):
         pieces = self.config.source_pieces or self.config.target_pieces
         return [pieces[i] for i in ids]
 
-    @staticmethod
-    def _option(raw: dict, name: str, default: Any) -> Any:
-        values = raw.get(name)
-        return default if not values else values[0]
-
     @torch.no_grad()
-    def decode(self, batch: dict[str, Any]) -> list[Any]:
+    def decode(self, batch: dict[str, Any], options: Options) -> list[Any]:
         c = self.config
         raw = batch.get("_raw") or {}
-        beam_size = self._option(raw, "beam_size", c.beam_size)
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-            raise InputError(f"beam_size must be an integer >= 1 (1 is greedy search), got {beam_size!r}")
-        with_attention = bool(self._option(raw, "return_attention", False))
+        beam_size, with_attention = options.beam_size, options.return_attention
         ids, lengths = batch["input_ids"], batch["input_ids_lengths"]
         texts = raw.get("text") or [None] * len(lengths)
         lengths_list = lengths.tolist()
@@ -311,7 +318,7 @@ class TranslationModel(TaskModel):
             })
         return outputs
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
         """Detokenised corpus sacreBLEU and chrF (0–100) of the outputs against the raw ``target`` text."""
         from ..metrics.translation import bleu, chrf
 

@@ -153,9 +153,9 @@ def test_separate_vocabularies(repo):
 def test_score_is_detokenised_sacrebleu(trained):
     pipe, _, _, _ = trained
     refs = {"target": ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]}
-    perfect = pipe.model.score(["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."], refs)
+    perfect = pipe.model.metrics(["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."], refs)
     assert perfect == pytest.approx({"bleu": 100.0, "chrf": 100.0})
-    partial = pipe.model.score([{"text": "Ein Mann fährt Auto."}, "Zwei Hunde spielen."], refs)
+    partial = pipe.model.metrics([{"text": "Ein Mann fährt Auto."}, "Zwei Hunde spielen."], refs)
     assert 0.0 < partial["bleu"] < 100.0 and 0.0 < partial["chrf"] < 100.0
 
 
