@@ -178,10 +178,8 @@ class SentencePieceTokenizer(Stage):
         columns = list(self.config.fit_columns) or [self.config.input]
         sentences = [s for c in columns for s in _sentences(column_rows(data, c, type(self).__name__), c)]
         if not sentences:
-            raise DataError(
-                f"SentencePieceTokenizer: column(s) {', '.join(map(repr, columns))} hold no text (every row is empty); "
-                "train on a non-empty corpus"
-            )
+            named = f"column {columns[0]!r} holds" if len(columns) == 1 else f"columns {', '.join(map(repr, columns))} hold"
+            raise DataError(f"SentencePieceTokenizer: {named} no text (every row is empty); train on a non-empty corpus")
         key = self._fit_key(sentences)
         if key in _FITTED:
             _FITTED.move_to_end(key)
