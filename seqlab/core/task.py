@@ -38,7 +38,8 @@ the fitted stages (vocabulary size, label names) — so ``config.json`` + ``mode
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
