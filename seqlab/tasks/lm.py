@@ -48,9 +48,9 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, InputError
-from ..core.recipe import FileRecipe, first_rows
 from ..core.options import MAX_DECODE_LENGTH, Option, check_cap
 from ..core.task import TaskModel
+from ..data.splits import FileRecipe, first_rows
 from ..nn.recurrent import RecurrentEncoder
 from ..nn.tbptt import BPTTWindow, TruncatedBPTT, reset_state, stream_batches
 from ..text.sentencepiece import SentencePieceConfig

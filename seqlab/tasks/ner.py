@@ -47,7 +47,6 @@ import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -55,9 +54,9 @@ from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, InputError
 from ..core.stage import Stage
-from ..core.recipe import FileRecipe, first_rows
 from ..core.task import TaskModel
 from ..data.collate import bucket_batches
+from ..data.splits import FileRecipe, first_rows
 from ..nn.charenc import CharTable, char_encoder, char_ids
 from ..nn.dropout import Dropout
 from ..nn.masking import lengths_to_mask

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..core.errors import ConfigError
-from ..core.recipe import FileRecipe, first_rows
 from ..core.task import TaskModel
+from ..data.splits import FileRecipe, first_rows
 from ..embeddings.word2vec import Word2VecConfig
 from ..text.tokenizers import WordTokenizerConfig
 from ..text.vocab import VocabularyStageConfig

@@ -47,9 +47,9 @@ from ..audio.augment import SpecAugment, SpecAugmentConfig
 from ..audio.features import LogMelConfig, MFCCConfig
 from ..audio.io import AudioLoaderConfig
 from ..core.errors import ConfigError, DataError, InputError
-from ..core.recipe import FileRecipe
 from ..core.options import MAX_BEAM_SIZE, Option, check_cap
 from ..core.task import TaskModel
+from ..data.splits import FileRecipe
 from ..nn.blocks import ConvLayerSpec, ConvStack
 from ..nn.ctc import (
     BLANK, CTCHead, NGramLM, WordList, beam_search_batch, ctc_align, ctc_loss, ctc_min_frames, greedy_decode,
