@@ -27,6 +27,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .config import suggest
 from .errors import ConfigError, InputError
 
@@ -112,11 +114,11 @@ def _num(x: float) -> str:
 
 
 def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"
+    return isinstance(value, (bool, np.bool_))
 
 
 def _is_numpy_number(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iuf"
+    return isinstance(value, (np.integer, np.floating))
 
 
 def _is_integral(value: Any) -> bool:
