@@ -89,8 +89,7 @@ class Pipeline:
         self.model_config = model_config
         self.device = resolve_device(device)
         for stage in self.stages:
-            if callable(getattr(stage, "to", None)):
-                stage.to(self.device)  # feature stages compute on the pipeline's device
+            stage.to(self.device)  # feature stages compute on the pipeline's device
         self.model = model.to(self.device) if model is not None else None
         self.train_result = None
         # Fail at construction, not deep inside training.
