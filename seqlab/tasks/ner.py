@@ -271,7 +271,7 @@ class NERModel(TaskModel):
         if isinstance(value, (list, tuple)):
             if not value:
                 raise InputError(f"input {index}: the sentence has no tokens; give at least one")
-            return SentenceTokenizer().sentence(value, index)
+            return value  # its tokens are checked by the sentence_tokenizer stage
         raise InputError(
             f"input {index}: expected a text, a list of tokens or {{'tokens': [...]}}, got {type(value).__name__} {value!r:.60}"
         )
