@@ -43,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import to_dict
-from ..core.device import autocast, to_device
+from ..core.device import autocast, set_threads, to_device
 from ..core.errors import DataError, ModelFileError, TrainingError
 from ..data.collate import bucket_batches, pad_collate, select_rows
 from ..nn.clipping import clip_gradients
@@ -217,8 +217,7 @@ class Trainer:
     def _fit(self, ctx: DistributedContext, model: Any, columns: Mapping[str, list], evaluate, resume_from) -> TrainResult:
         config = self.config
         device = ctx.device
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
+        set_threads(config.threads)  # None: seqlab's auto default (core/device.py)
         seed_everything(config.seed)
         model.to(device)
         amp_dtype, use_scaler = amp_settings(config.amp, device)
