@@ -131,7 +131,7 @@ def stop_report(result: Any, train: Any, output: Path) -> list[str]:
             f"seqlab: stopped early in epoch {last_epoch} of {train.epochs}: the dev metric did not improve for "
             f"{train.patience} evaluations (train.patience){best_part}"
         ]
-    return [f"seqlab: trained all {train.epochs} epochs ({result.steps} steps){best_part}"]
+    return [f"seqlab: trained all {train.epochs} epoch{'s' if train.epochs != 1 else ''} ({result.steps} steps){best_part}"]
 
 
 def format_prediction(prediction: Any, pipe: Any = None) -> str:

@@ -652,14 +652,14 @@ def chunk_bounds(audio: np.ndarray, sample_rate: int, max_seconds: float = CHUNK
                  search_seconds: float | None = None, frame_seconds: float = 0.02) -> list[tuple[int, int]]:
     """Where to cut a long clip: ``(start, end)`` samples of chunks of at most ``max_seconds``.
 
-    Each cut lies at the quietest ``frame_seconds`` frame (lowest mean energy) of the last
-    ``search_seconds`` (default a quarter of ``max_seconds``, at most 5 s) before the limit, so
-    that it falls in a pause rather than inside a word. A tail shorter than
-    ``MIN_AUDIO_SECONDS`` joins the chunk before it.
+    Each cut lies in the middle of the quietest 0.1 s (lowest mean energy over five
+    ``frame_seconds`` frames) of the last ``search_seconds`` (default a quarter of
+    ``max_seconds``, at most 5 s) before the limit, so that it falls in a pause rather than
+    inside a word. A tail shorter than ``MIN_AUDIO_SECONDS`` joins the chunk before it.
 
     >>> quiet = np.zeros(8000, np.float32); loud = np.ones(24000, np.float32)
     >>> chunk_bounds(np.concatenate([loud, quiet, loud]), 16000, max_seconds=2.0)
-    [(0, 24160), (24160, 56000)]
+    [(0, 24800), (24800, 56000)]
     """
     if not max_seconds > MIN_AUDIO_SECONDS:
         raise InputError(f"chunk_seconds must be more than {MIN_AUDIO_SECONDS} s, got {max_seconds}")
@@ -674,7 +674,9 @@ def chunk_bounds(audio: np.ndarray, sample_rate: int, max_seconds: float = CHUNK
         usable = (len(window) // frame) * frame
         if usable:
             means = window[:usable].reshape(-1, frame).mean(axis=1)
-            cut = low + int(np.argmin(means)) * frame + frame // 2
+            width = min(len(means), max(1, int(round(0.1 / frame_seconds))))
+            smooth = np.convolve(means, np.ones(width) / width, mode="valid")
+            cut = low + (int(np.argmin(smooth)) + width // 2) * frame + frame // 2
         else:
             cut = high
         bounds.append((start, cut))
