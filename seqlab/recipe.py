@@ -126,7 +126,7 @@ def stop_report(result: Any, train: Any, output: Path) -> list[str]:
             f"seqlab: to train longer, raise the budget (e.g. --set train.time_budget_s={suggestion}) "
             f"or continue this run with --resume {output}",
         ]
-    if result.stopped_by == "early_stopping":
+    if result.stopped_by == "early_stopping" and last_epoch < train.epochs:
         return [
             f"seqlab: stopped early in epoch {last_epoch} of {train.epochs}: the dev metric did not improve for "
             f"{train.patience} evaluations (train.patience){best_part}"

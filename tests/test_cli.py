@@ -256,3 +256,28 @@ def test_unknown_task_lists_every_task_a_recipe_can_name(tmp_path):
         registry.task_class("banana")
     with pytest.raises(ConfigError, match=r"task 'denoise' has no Pipeline task model: train it from a recipe"):
         registry.task_class("denoise")
+
+
+def test_stop_report_says_why_and_how_far():
+    from pathlib import Path
+
+    from seqlab.recipe import stop_report
+    from seqlab.train import TrainConfig
+    from seqlab.train.trainer import TrainResult
+
+    history = [{"epoch": e, "step": 5 * e} for e in (1, 2, 3)]
+    early = TrainResult(history=history, best_step=5, steps=15, stopped_by="early_stopping")
+    assert stop_report(early, TrainConfig(epochs=10, patience=2), Path("runs/x")) == [
+        "seqlab: stopped early in epoch 3 of 10: the dev metric did not improve for 2 evaluations (train.patience); "
+        "the saved model is the best evaluation, epoch 1 (step 5)"]
+    # Patience running out in the last epoch is a full run.
+    assert stop_report(early, TrainConfig(epochs=3, patience=2), Path("runs/x")) == [
+        "seqlab: trained all 3 epochs (15 steps); the saved model is the best evaluation, epoch 1 (step 5)"]
+    budget = TrainResult(history=history, best_step=15, steps=15, stopped_by="time_budget")
+    lines = stop_report(budget, TrainConfig(epochs=60, time_budget_s=240), Path("runs/speech"))
+    assert lines == [
+        "seqlab: WARNING: training hit its time budget (train.time_budget_s=240 s) in epoch 3 of 60, after 15 steps; "
+        "the saved model is the best evaluation, epoch 3 (step 15); the model may be undertrained",
+        "seqlab: to train longer, raise the budget (e.g. --set train.time_budget_s=4800) or continue this run with "
+        "--resume runs/speech",
+    ]
