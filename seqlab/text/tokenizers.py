@@ -61,6 +61,8 @@ def split_punct(text: str) -> list[str]:
     >>> split_punct("Angela Merkel 🇩🇪, 3.5 km!")
     ['Angela', 'Merkel', '🇩🇪', ',', '3.5', 'km', '!']
     """
+    if text.isascii():  # no ASCII cluster spans two pieces ("\r\n" is white space): the fast path
+        return _PUNCT_SPLIT.findall(text)
     pieces: list[str] = []
     boundaries: set[int] | None = None
     end = -1
