@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .core import registry
 from .core.config import apply_overrides, from_dict, read_yaml, to_dict
 from .core.device import set_threads
+from .train.config import TrainConfig
 from .core.errors import ConfigError
 from .train.plots import plot_history
 
@@ -51,7 +52,8 @@ def run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: st
         notice = replacement_notice(output)
         if notice:
             echo(notice)
-    threads = set_threads(recipe.train.threads)  # the Trainer applies the same setting
+    # The Trainer applies the same setting; the generative tasks' own config has no ``threads``.
+    threads = set_threads(recipe.train.threads if isinstance(recipe.train, TrainConfig) else None)
     where = f"{pipe.device}{processes}" + (f", {threads} CPU thread{'s' if threads > 1 else ''}" if pipe.device.type == "cpu" else "")
     echo(f"seqlab: training {recipe.task} on {len(train)} examples (dev: {len(dev) if dev is not None else 0}) on {where}")
     result = pipe.fit(
@@ -114,8 +116,8 @@ def stop_report(result: Any, train: Any, output: Path) -> list[str]:
     time budget is a warning naming the setting to raise (and ``--resume``).
     """
     history = result.history or []
-    last_epoch = history[-1]["epoch"] if history else 0
-    best = next((r for r in history if r["step"] == result.best_step), None)
+    last_epoch = history[-1].get("epoch", 0) if history else 0
+    best = next((r for r in history if r.get("step") == result.best_step and "epoch" in r), None)
     best_part = f"; the saved model is the best evaluation, epoch {best['epoch']} (step {best['step']})" if best else ""
     if result.stopped_by == "time_budget":
         budget = train.time_budget_s
@@ -126,7 +128,7 @@ def stop_report(result: Any, train: Any, output: Path) -> list[str]:
             f"seqlab: to train longer, raise the budget (e.g. --set train.time_budget_s={suggestion}) "
             f"or continue this run with --resume {output}",
         ]
-    if result.stopped_by == "early_stopping" and last_epoch < train.epochs:
+    if result.stopped_by in ("early_stopping", "patience") and last_epoch < train.epochs:
         return [
             f"seqlab: stopped early in epoch {last_epoch} of {train.epochs}: the dev metric did not improve for "
             f"{train.patience} evaluations (train.patience){best_part}"
