@@ -15,8 +15,8 @@ from typing import Any, Callable
 from .core import registry
 from .core.config import apply_overrides, from_dict, read_yaml, to_dict
 from .core.device import set_threads
-from .train.config import TrainConfig
 from .core.errors import ConfigError
+from .train.config import TrainConfig
 from .train.plots import plot_history
 
 
@@ -98,14 +98,15 @@ def replacement_notice(output: Path) -> str | None:
     try:
         saved = json.loads(config.read_text(encoding="utf-8"))
         summary = (saved.get("meta") or {}).get("summary") or {}
-        task = saved.get("task") or summary.get("task") or "a"
+        task = saved.get("task") or summary.get("task")
         dev = summary.get("dev") or {}
-    except (OSError, ValueError, AttributeError):
-        task, dev = "a", {}
+    except (OSError, ValueError, AttributeError):  # an unreadable folder is still replaced: say so
+        task, dev = None, {}
+    what = f"a {task} model" if isinstance(task, str) else "a model"
     scores = ", ".join(f"dev {k} {v:.4g}" for k, v in list(dev.items())[:2] if isinstance(v, (int, float)))
     return (
-        f"seqlab: note: {output} already holds {task if task == 'a' else 'a ' + task} model"
-        f"{f' ({scores})' if scores else ''}; this run replaces it (give --output another folder to keep it)"
+        f"seqlab: note: {output} already holds {what}{f' ({scores})' if scores else ''}; "
+        "this run replaces it (give --output another folder to keep it)"
     )
 
 

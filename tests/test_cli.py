@@ -281,3 +281,16 @@ def test_stop_report_says_why_and_how_far():
         "seqlab: to train longer, raise the budget (e.g. --set train.time_budget_s=4800) or continue this run with "
         "--resume runs/speech",
     ]
+
+
+def test_replacement_notice_names_what_is_there(tmp_path):
+    from seqlab.recipe import replacement_notice
+
+    assert replacement_notice(tmp_path / "new") is None
+    (tmp_path / "config.json").write_text("{not json")
+    assert replacement_notice(tmp_path) == (
+        f"seqlab: note: {tmp_path} already holds a model; this run replaces it (give --output another folder to keep it)")
+    (tmp_path / "config.json").write_text(json.dumps({"task": "ner", "meta": {"summary": {"dev": {"f1": 97.5, "precision": 97.5, "recall": 1}}}}))
+    assert replacement_notice(tmp_path) == (
+        f"seqlab: note: {tmp_path} already holds a ner model (dev f1 97.5, dev precision 97.5); this run replaces it "
+        "(give --output another folder to keep it)")

@@ -719,7 +719,8 @@ def transcribe_audio(pipe: Any, inputs: Sequence[Any], chunk_seconds: float = CH
         bounds = chunk_bounds(clip, rate, chunk_seconds)
         spans.append(bounds)
         pieces.extend(clip[a:b] for a, b in bounds)
-    texts = pipe.predict(pieces, sample_rate=rate, **settings) if pieces else []
+    rates = {reader.config.sample_rate_column: rate}  # the pieces are at the model's rate already
+    texts = pipe.predict(pieces, **rates, **settings) if pieces else []
     outputs: list[Any] = []
     position = 0
     for bounds in spans:
