@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .core import registry
 from .core.config import from_dict, to_dict
-from .core.device import resolve_device, to_device
+from .core.device import resolve_device, set_threads, to_device
 from .core.errors import DataError, InputError, NotFittedError, WiringError
 from .core.options import Options, check_batch_size
 from .core.serialization import (
@@ -313,6 +313,7 @@ class Pipeline:
             raise ModelFileError(f"{where}: the model it describes cannot be built: {str(err)[:200]}") from None
         load_weights(model, directory / WEIGHTS_FILE)
         model.eval()
+        set_threads()  # seqlab's CPU thread default (auto), as in training
         return cls(stages, task_cls, model_config, device=device, model=model)
 
     def __repr__(self) -> str:

@@ -60,6 +60,14 @@ def stage_class(name: str) -> type:
 
 
 def task_class(name: str) -> type:
+    if name not in TASKS:
+        known = sorted(set(TASKS) | set(RECIPES))
+        if name in RECIPES:
+            raise ConfigError(
+                f"task {name!r} has no Pipeline task model: train it from a recipe (seqlab train pipelines/{name}.yaml) "
+                "and load it with seqlab.load; Pipeline tasks: " + ", ".join(sorted(TASKS))
+            )
+        raise ConfigError(f"unknown task {name!r}{suggest(name, known)}; known: {', '.join(known)}")
     return _resolve(TASKS, name, "task")
 
 

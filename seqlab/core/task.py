@@ -252,3 +252,24 @@ class TaskModel(nn.Module):
     def tiebreak_metrics(self, processed: Any, references: Any, device: Any) -> dict[str, float]:
         """The :attr:`selection_tiebreak` metric on processed dev data (none by default)."""
         return {}
+    # -- presenting -------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """One decoded output as one line of plain text (``seqlab predict``, the examples after training).
+
+        The task's own conventions: a label with its score, entities marked in the sentence, the
+        translation, the transcript, the generated text. This default covers outputs with a
+        ``label`` and a ``score`` (``"positive (0.982)"``), plain strings, and dicts with a
+        ``text``; anything else becomes compact JSON. ``--json`` output is the decoded value itself.
+
+        >>> TaskModel(None).format_output({"label": "pos", "score": 0.9812})
+        'pos (0.981)'
+        """
+        if isinstance(output, dict) and "label" in output and isinstance(output.get("score"), (int, float)):
+            return f"{output['label']} ({output['score']:.3f})"
+        if isinstance(output, str):
+            return output
+        if isinstance(output, dict) and isinstance(output.get("text"), str):
+            return output["text"]
+        import json
+
+        return json.dumps(output, ensure_ascii=False, default=str)

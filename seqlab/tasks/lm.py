@@ -36,9 +36,9 @@ saved model can turn ids back into text.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import random
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +71,9 @@ GENERATION_OPTIONS = {
                          from_config="generation.on_unknown"),
 }
 GENERATION_KEYS = tuple(GENERATION_OPTIONS)
+
+#: Notes for the user (one clean line each on stderr, through Python's logging).
+logger = logging.getLogger(__name__)
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -649,7 +652,7 @@ class LanguageModel(TaskModel):
                 )
                 if settings["on_unknown"] == "error":
                     raise InputError(message + "; rephrase the prompt, or pass on_unknown='warn' to read them as <unk>")
-                warnings.warn(message + "; they are read as <unk>", UserWarning, stacklevel=2)
+                logger.warning("seqlab: %s; they are read as <unk>", message)
             generated, stopped = self._generate(prompt, settings)
             continuation = self.detokenize(generated)
             full = self._join_prompt(text, prompt, generated, continuation)
@@ -661,6 +664,19 @@ class LanguageModel(TaskModel):
                 "unknown": unknown,
             })
         return outputs
+
+    # -- presenting -----------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The prompt with its continuation (``text``), noting an empty continuation.
+
+        >>> LanguageModel.format_output(None, {"text": "the film is good", "continuation": "good"})
+        'the film is good'
+        """
+        if not isinstance(output, Mapping) or not isinstance(output.get("text"), str):
+            return TaskModel.format_output(self, output)
+        if not output.get("continuation"):
+            return f"{output['text']}  (no continuation: the model ended the text at once)"
+        return output["text"]
 
 
 def generate_text(pipe: Any, prompt: str | Sequence[str], **settings: Any) -> Any:

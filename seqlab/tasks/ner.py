@@ -498,6 +498,30 @@ class NERModel(TaskModel):
             metrics.update({f"f1_{kind}": 100 * s.f1, f"precision_{kind}": 100 * s.precision, f"recall_{kind}": 100 * s.recall})
         return metrics
 
+    # -- presenting -----------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The sentence with each entity marked inline as ``[text](TYPE score)``; ``(no entities)`` when none.
+
+        >>> out = {"text": "Angela Merkel visited Paris.", "spans": [
+        ...     {"text": "Angela Merkel", "type": "PER", "char_start": 0, "char_end": 13, "score": 0.981},
+        ...     {"text": "Paris", "type": "LOC", "char_start": 22, "char_end": 27, "score": 0.999}]}
+        >>> NERModel.format_output(None, out)
+        '[Angela Merkel](PER 0.98) visited [Paris](LOC 1.00).'
+        """
+        if not isinstance(output, Mapping) or not isinstance(output.get("text"), str):
+            return TaskModel.format_output(self, output)
+        text, spans = output["text"], sorted(output.get("spans") or [], key=lambda s: s["char_start"])
+        if not spans:
+            return f"{text}  (no entities)"
+        parts, position = [], 0
+        for span in spans:
+            start, end = span["char_start"], span["char_end"]
+            parts.append(text[position:start])
+            parts.append(f"[{text[start:end]}]({span['type']} {span['score']:.2f})")
+            position = end
+        parts.append(text[position:])
+        return "".join(parts)
+
 
 class _TrainBatches:
     """One epoch's batches, padded lazily (only one batch of tensors in memory at a time)."""

@@ -73,6 +73,11 @@ __all__ = [
 
 #: The spoken digits, index = digit.
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+#: Clips shorter than this hold no word: ``decode`` gives them an empty transcript, and
+#: ``transcribe_audio`` (``seqlab predict``) refuses them with an ``InputError``.
+MIN_AUDIO_SECONDS = 0.1
+#: ``transcribe_audio`` cuts longer clips into chunks of at most this many seconds.
+CHUNK_SECONDS = 20.0
 
 
 def normalize_transcript(text: str, lowercase: bool = True) -> str:
@@ -463,6 +468,7 @@ class SpeechModel(TaskModel):
         ``options``: the call's ``decoder``, ``beam_size`` and ``timings`` (``pipe(audio, decoder="beam")``).
         """
         options = options if options is not None else self.parse_options({})
+        raw = batch.get("_raw") or {}
         log_probs, out_lengths = self.log_probs(batch["features"], batch["features_lengths"])
         ids = self._search(log_probs, out_lengths, options.decoder, options.beam_size)
         outputs: list[Any] = []
@@ -472,6 +478,17 @@ class SpeechModel(TaskModel):
                 outputs.append(text)
                 continue
             outputs.append(self._with_timings(text, ids[b], log_probs[b], int(out_lengths[b])))
+        return self._blank_too_short(outputs, raw)
+
+    @staticmethod
+    def _blank_too_short(outputs: list[Any], raw: Mapping[str, list]) -> list[Any]:
+        """An empty transcript for clips shorter than ``MIN_AUDIO_SECONDS`` (a few frames decode to noise, e.g. ``s``)."""
+        clips, rates = raw.get("audio"), raw.get("sample_rate")
+        if clips is None or rates is None:
+            return outputs
+        for b, (clip, rate) in enumerate(zip(clips, rates)):
+            if len(clip) < MIN_AUDIO_SECONDS * rate:
+                outputs[b] = {"text": "", "words": [], "labels": []} if isinstance(outputs[b], dict) else ""
         return outputs
 
     def _with_timings(self, text: str, ids: list[int], log_probs: torch.Tensor, length: int) -> dict[str, Any]:
@@ -533,6 +550,29 @@ class SpeechModel(TaskModel):
         refs = [normalize_transcript(r, self.config.lowercase) for r in references["text"]]
         return {"wer": wer(refs, hyps), "cer": cer(refs, hyps)}
 
+    # -- presenting --------------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The transcript; a chunked long clip (``transcribe_audio``) as ``[m:ss.s–m:ss.s] text`` per chunk.
+
+        >>> SpeechModel.format_output(None, "one two")
+        'one two'
+        >>> SpeechModel.format_output(None, {"text": "one two", "chunks": [
+        ...     {"start": 0.0, "end": 19.5, "text": "one"}, {"start": 19.5, "end": 65.25, "text": "two"}]})
+        '[0:00.0–0:19.5] one [0:19.5–1:05.2] two'
+        """
+        def clock(seconds: float) -> str:
+            minutes, rest = divmod(float(seconds), 60.0)
+            return f"{int(minutes)}:{rest:04.1f}"
+
+        if isinstance(output, dict) and isinstance(output.get("chunks"), list):
+            return " ".join(
+                f"[{clock(c['start'])}–{clock(c['end'])}] {c['text'] or '(no words)'}" for c in output["chunks"]
+            )
+        text = output.get("text") if isinstance(output, dict) else output
+        if not isinstance(text, str):
+            return TaskModel.format_output(self, output)
+        return text if text.strip() else "(no words recognised)"
+
     # -- scoring given transcripts (the digit classifier) -----------------------------------------
     @torch.no_grad()
     def candidate_log_probs(self, features: torch.Tensor, lengths: torch.Tensor | None, candidates: Sequence[str]) -> torch.Tensor:
@@ -573,6 +613,95 @@ def speech_features(pipe: Any, audio: Sequence[Any], sample_rate: int | None = N
     if sample_rate is not None:
         data["sample_rate"] = [sample_rate] * len(inputs)
     return list(pipe.preprocess(data, with_targets=False)["features"])
+
+
+def chunk_bounds(audio: np.ndarray, sample_rate: int, max_seconds: float = CHUNK_SECONDS,
+                 search_seconds: float | None = None, frame_seconds: float = 0.02) -> list[tuple[int, int]]:
+    """Where to cut a long clip: ``(start, end)`` samples of chunks of at most ``max_seconds``.
+
+    Each cut lies in the middle of the quietest 0.1 s (lowest mean energy over five
+    ``frame_seconds`` frames) of the last ``search_seconds`` (default a quarter of
+    ``max_seconds``, at most 5 s) before the limit, so that it falls in a pause rather than
+    inside a word. A tail shorter than ``MIN_AUDIO_SECONDS`` joins the chunk before it.
+
+    >>> quiet = np.zeros(8000, np.float32); loud = np.ones(24000, np.float32)
+    >>> chunk_bounds(np.concatenate([loud, quiet, loud]), 16000, max_seconds=2.0)
+    [(0, 24800), (24800, 56000)]
+    """
+    if not max_seconds > MIN_AUDIO_SECONDS:
+        raise InputError(f"chunk_seconds must be more than {MIN_AUDIO_SECONDS} s, got {max_seconds}")
+    size, total = int(max_seconds * sample_rate), len(audio)
+    search = int(min(max_seconds / 4, 5.0) * sample_rate) if search_seconds is None else int(search_seconds * sample_rate)
+    frame = max(1, int(frame_seconds * sample_rate))
+    energy = np.asarray(audio, dtype=np.float64) ** 2
+    bounds, start = [], 0
+    while total - start > size:
+        low, high = start + max(size - search, frame), start + size
+        window = energy[low:high]
+        usable = (len(window) // frame) * frame
+        if usable:
+            means = window[:usable].reshape(-1, frame).mean(axis=1)
+            width = min(len(means), max(1, int(round(0.1 / frame_seconds))))
+            smooth = np.convolve(means, np.ones(width) / width, mode="valid")
+            cut = low + (int(np.argmin(smooth)) + width // 2) * frame + frame // 2
+        else:
+            cut = high
+        bounds.append((start, cut))
+        start = cut
+    if bounds and total - start < MIN_AUDIO_SECONDS * sample_rate:
+        start = bounds.pop()[0]
+    bounds.append((start, total))
+    return bounds
+
+
+def transcribe_audio(pipe: Any, inputs: Sequence[Any], chunk_seconds: float = CHUNK_SECONDS, **settings: Any) -> list[Any]:
+    """Transcribe clips of any length; what ``seqlab predict`` runs for a speech model.
+
+    A clip shorter than ``MIN_AUDIO_SECONDS`` is an ``InputError`` naming it. A clip up to
+    ``chunk_seconds`` gives its transcript (a string, as ``pipe.predict``); a longer one is cut
+    at pauses (``chunk_bounds``) into chunks transcribed separately, and gives
+    ``{"text": all chunks' words, "chunks": [{"start", "end", "text"}]}`` with seconds from the
+    start of the clip. ``settings`` are the per-call decoding settings (``decoder``, ``beam_size``).
+    """
+    from ..audio.io import AudioLoader
+
+    model = _model_of(pipe)
+    loader = next((s for s in pipe.stages if isinstance(s, AudioLoader)), None)
+    if loader is None:
+        raise InputError("transcribe_audio needs a speech pipeline with an audio_loader stage")
+    # Read whole clips at the model's rate; the pipeline's loader normalises each chunk later.
+    reader = AudioLoader(dataclasses.replace(loader.config, max_seconds=None, normalize="none"))
+    rate = reader.config.sample_rate
+    pieces: list[np.ndarray] = []
+    spans: list[list[tuple[int, int]]] = []
+    for index, value in enumerate(inputs):
+        model.check_input(value, index)
+        clip = reader({reader.config.column: [value]})["audio"][0]
+        if len(clip) < MIN_AUDIO_SECONDS * rate:
+            name = f" ({str(value)!r:.80})" if isinstance(value, (str, Path)) else ""
+            raise InputError(
+                f"input {index}{name}: the audio lasts {len(clip) / rate:.3f} s; speech needs at least "
+                f"{MIN_AUDIO_SECONDS:g} s to hold a word"
+            )
+        bounds = chunk_bounds(clip, rate, chunk_seconds)
+        spans.append(bounds)
+        pieces.extend(clip[a:b] for a, b in bounds)
+    rates = {reader.config.sample_rate_column: rate}  # the pieces are at the model's rate already
+    texts = pipe.predict(pieces, **rates, **settings) if pieces else []
+    outputs: list[Any] = []
+    position = 0
+    for bounds in spans:
+        chunk_texts = texts[position: position + len(bounds)]
+        position += len(bounds)
+        if len(bounds) == 1:
+            outputs.append(chunk_texts[0])
+            continue
+        chunks = [
+            {"start": round(a / rate, 2), "end": round(b / rate, 2), "text": t["text"] if isinstance(t, dict) else t}
+            for (a, b), t in zip(bounds, chunk_texts)
+        ]
+        outputs.append({"text": " ".join(c["text"] for c in chunks if c["text"]), "chunks": chunks})
+    return outputs
 
 
 def _as_feature_batch(features: Any, lengths: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

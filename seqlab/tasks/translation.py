@@ -299,6 +299,18 @@ class TranslationModel(TaskModel):
         refs = [str(r) for r in references["target"]]
         return {"bleu": bleu(refs, hypotheses).score, "chrf": chrf(refs, hypotheses).score}
 
+    # -- presenting -----------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The translation; ``(empty translation)`` when the model ended at once.
+
+        >>> TranslationModel.format_output(None, {"text": "Ein Hund.", "attention": []})
+        'Ein Hund.'
+        """
+        text = output.get("text") if isinstance(output, dict) else output
+        if not isinstance(text, str):
+            return TaskModel.format_output(self, output)
+        return text if text.strip() else "(empty translation)"
+
 
 def save_attention_png(prediction: dict[str, Any], path: str | Path) -> Path:
     """Draw one prediction's attention matrix (target pieces × source pieces) as a PNG.

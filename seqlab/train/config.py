@@ -77,8 +77,9 @@ class TrainConfig:
     amp: Literal["off", "bf16", "fp16"] | bool = "bf16"
     #: Skip a step whose loss (or gradient) is NaN/inf; stop after this many in a row.
     max_nonfinite_steps: int = 10
-    #: CPU threads for torch while training (None: torch's default). On a busy machine 1 is
-    #: often much faster for small models: intra-op threads then wait on each other.
+    #: CPU threads for torch while training. None (auto): half the usable cores, 1 to 4, and never
+    #: more than torch already uses (``seqlab.core.device.auto_threads``): torch's own default of
+    #: one thread per core collapses when other jobs share the cores (docs/training.md).
     threads: int | None = None
 
     #: Write a checkpoint every N optimizer steps (None: only at each epoch end).

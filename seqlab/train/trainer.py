@@ -54,7 +54,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import to_dict
-from ..core.device import autocast, to_device
+from ..core.device import autocast, set_threads, to_device
 from ..core.errors import DataError, ModelFileError, TrainingError
 from ..core.task import StepContext, TaskModel
 from ..data.collate import default_train_batches
@@ -270,8 +270,7 @@ class _Run:
                 f"{type(model).__name__} runs its own train step, which does not run under torchrun yet; "
                 "train it in one process"
             )
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
+        set_threads(config.threads)  # None: seqlab's auto default (core/device.py)
         seed_everything(config.seed)
         model.to(self.device)
         self.amp_dtype, use_scaler = amp_settings(config.amp, self.device) if not model.custom_train_step else (None, False)

@@ -326,9 +326,18 @@ def test_a_stream_shorter_than_one_batch_is_a_data_error():
         build_stream(["ab"], 3)
 
 
-def test_unknown_prompt_words_warn_or_refuse(word_pipe):
-    with pytest.warns(UserWarning, match=r"1 token\(s\) not in the vocabulary \('zebra'\).*read as <unk>"):
-        out = word_pipe("the zebra", seed=0, max_tokens=3)
+def test_unknown_prompt_words_warn_or_refuse(word_pipe, caplog):
+    import re
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean log line, not a UserWarning with a source line
+        with caplog.at_level("WARNING", logger="seqlab.tasks.lm"):
+            out = word_pipe("the zebra", seed=0, max_tokens=3)
+    messages = [r.getMessage() for r in caplog.records if r.name == "seqlab.tasks.lm"]
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert re.fullmatch(r"seqlab: prompt 0 'the zebra': 1 token\(s\) not in the vocabulary \('zebra'\); they are read as <unk>",
+                        messages[0])
     assert out["unknown"] == ["zebra"]
     with pytest.raises(InputError, match=r"'zebra'.*on_unknown='warn'"):
         word_pipe("the zebra", on_unknown="error")

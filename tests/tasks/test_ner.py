@@ -318,3 +318,27 @@ def test_recipe_reads_conll2003_layout(shared_corpora):
 def test_sentence_offsets_follow_the_raw_text():
     s = Sentence.from_text("New  York, NY", ["New", "York", ",", "NY"])
     assert s.offsets == [(0, 3), (5, 9), (9, 10), (11, 13)]
+
+
+# -- presenting and grapheme clusters (issue #17) ------------------------------------------------
+def test_format_output_marks_the_found_entities_inline(trained):
+    import re
+
+    pipe, _, _ = trained
+    out = pipe("Angela Merkel visited Paris.")
+    shown = pipe.model.format_output(out)
+    scores = [f"{s['score']:.2f}" for s in out["spans"]]
+    assert shown == f"[Angela Merkel](PER {scores[0]}) visited [Paris](LOC {scores[1]})."
+    assert re.fullmatch(r"\[Angela Merkel\]\(PER (0\.[5-9]\d|1\.00)\) visited \[Paris\]\(LOC (0\.[5-9]\d|1\.00)\)\.", shown)
+    assert pipe.model.format_output({"text": "it rained", "spans": []}) == "it rained  (no entities)"
+
+
+def test_a_flag_is_one_token_and_never_half_of_a_span(trained):
+    pipe, _, _ = trained
+    flag = "\U0001F1E9\U0001F1EA"  # 🇩🇪: two regional indicators
+    out = pipe(f"Angela Merkel {flag} visited Paris.")
+    assert out["tokens"] == ["Angela", "Merkel", flag, "visited", "Paris", "."]
+    for span in out["spans"]:
+        indicators = sum(0x1F1E6 <= ord(c) <= 0x1F1FF for c in span["text"])
+        assert indicators % 2 == 0, span
+        assert out["text"][span["char_start"]:span["char_end"]] == span["text"]
