@@ -304,11 +304,34 @@ def _internal(name: str) -> bool:
     return name in (LOCK_FILE, MANIFEST_FILE, JOURNAL_FILE) or name.startswith((STAGING_PREFIX, TRASH_PREFIX, f".{JOURNAL_FILE}.tmp-", f".{MANIFEST_FILE}.tmp-"))
 
 
+_RUN_FILES = {"logs": ("metrics.jsonl", "curves.png", "tensorboard"), "checkpoints": ("step-", ".step-")}
+
+
+def _is_run_output(directory: Path) -> bool:
+    """A folder holding nothing but what seqlab's training writes (``logs/``, ``checkpoints/``)."""
+    try:
+        names = os.listdir(directory)
+        if not names or any(n not in _RUN_FILES for n in names):
+            return False
+        for name in names:
+            if not (directory / name).is_dir() or (directory / name).is_symlink():
+                return False
+            if any(not inner.startswith(_RUN_FILES[name]) for inner in os.listdir(directory / name)):
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def is_seqlab_folder(directory: str | Path) -> bool:
-    """Whether ``directory`` is a folder seqlab owns: its lock, its manifest or a seqlab config.json."""
+    """Whether ``directory`` is a folder seqlab owns.
+
+    It holds seqlab's lock file, its manifest or a seqlab ``config.json``, or nothing but a
+    training run's ``logs/`` and ``checkpoints/`` (a run stopped before its first save).
+    """
     directory = Path(directory)
     return (os.path.lexists(directory / LOCK_FILE) or os.path.lexists(directory / MANIFEST_FILE)
-            or _is_seqlab_config(directory / "config.json"))
+            or _is_seqlab_config(directory / "config.json") or _is_run_output(directory))
 
 
 def read_manifest(directory: str | Path) -> dict | None:
@@ -338,6 +361,8 @@ def owned_entries(directory: str | Path) -> list[str]:
 
 def _files_below(directory: Path, entry: str) -> list[str]:
     root = directory / entry
+    if not os.path.lexists(root):
+        return []
     if not root.is_dir() or root.is_symlink():
         return [entry]
     found = []
@@ -385,7 +410,7 @@ def check_output_dir(path: str | Path) -> None:
             "into it, so as not to replace or delete your files: give a new or empty folder, or one seqlab saved a model to"
         )
     manifest = read_manifest(path)
-    if manifest is not None:
+    if manifest is not None and not os.path.lexists(path / JOURNAL_FILE):  # mid-commit, the next writer finishes it first
         known = set(manifest["files"])
         for entry in manifest["entries"]:
             if entry in RUN_ENTRIES:
@@ -529,6 +554,7 @@ def claim_output_dir(directory: str | Path, purpose: str = "seqlab train", enabl
     check_output_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory, purpose):
+        recover(directory)
         check_output_dir(directory)  # another process may have written into it meanwhile
         yield
 
@@ -656,8 +682,8 @@ def model_transaction(directory: str | Path, purpose: str = "saving a model") ->
     check_output_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with folder_lock(directory, purpose):
-        check_output_dir(directory)
         recover(directory)
+        check_output_dir(directory)
         before = set(owned_entries(directory))
         staging = _fresh_dir(directory, STAGING_PREFIX)
         _step("staging created")

@@ -138,6 +138,7 @@ def save_weights(module: torch.nn.Module, path: str | Path, metadata: dict[str, 
     from safetensors.torch import save_model
 
     save_model(module, str(path), metadata=metadata)
+    os.chmod(path, default_mode())  # safetensors creates its file 0600 whatever the umask
 
 
 # -- the safetensors header, read before anything is allocated -----------------------------------
