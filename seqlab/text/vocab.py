@@ -77,7 +77,7 @@ def write_token_file(path: str | Path, tokens: Sequence[str]) -> None:
 def read_token_file(path: str | Path) -> list[str]:
     """Read a file written by :func:`write_token_file`; errors name the file and line."""
     path = Path(path)
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise DataError(f"token file {str(path)!r} does not exist")
     raw = read_regular_bytes(path)  # a regular file, not a link (inside the model folder when loading one)
     lines = raw.split(b"\n")
