@@ -231,6 +231,60 @@ def check_header_fits(expected: dict[str, tuple[int, ...]], groups: list[list[st
             )
 
 
+class _SkipInitOnMeta(torch.overrides.TorchFunctionMode):
+    """While a model is built on the meta device: no weight initialisation, small tensors real.
+
+    A meta tensor has no values to initialise, and torch runs meta ``normal_``/``uniform_``
+    through its Python reference kernels, whose first use imports torch._dynamo and sympy
+    (~900 modules, >100 MB); so value-filling in-place ops on meta tensors are skipped (shapes
+    are untouched). Tensors made from given values, and small ones (up to ``SMALL`` elements,
+    ``BUDGET`` bytes in all), are made on the CPU for real: a model may compute with them while
+    it is built (the CRF's transition constraints) and they cost nothing.
+    """
+
+    SMALL = 1 << 16
+    BUDGET = 64 << 20
+    _SKIPPED = frozenset({"normal_", "uniform_", "fill_", "zero_", "copy_", "bernoulli_", "exponential_", "random_",
+                          "log_normal_", "cauchy_", "geometric_", "clamp_", "mul_", "div_", "add_", "sub_", "fmod_"})
+    _FROM_VALUES = (torch.tensor, torch.as_tensor, torch.asarray)
+    _BY_SIZE = (torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.eye, torch.arange)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.real_bytes = 0
+
+    @staticmethod
+    def _numel(func, args, kwargs) -> int | None:
+        try:
+            if func is torch.arange:
+                ends = [float(a) for a in args[:3]]
+                start, end, step = (0.0, ends[0], 1.0) if len(ends) == 1 else (ends[0], ends[1], ends[2] if len(ends) > 2 else 1.0)
+                return max(0, math.ceil((end - start) / step))
+            if func is torch.eye:
+                return int(args[0]) * int(args[1] if len(args) > 1 else args[0])
+            size = kwargs.get("size", args[0] if args and not isinstance(args[0], int) else args[: 1 if func is torch.full else None])
+            if func is torch.full and args and isinstance(args[0], int):
+                size = (args[0],)
+            return math.prod(int(d) for d in size)
+        except (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError):
+            return None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("device") is None and (func in self._FROM_VALUES or func in self._BY_SIZE):
+            numel = None if func in self._FROM_VALUES else self._numel(func, args, kwargs)
+            if func in self._FROM_VALUES or (numel is not None and numel <= self.SMALL and self.real_bytes + 8 * numel <= self.BUDGET):
+                out = func(*args, **{**kwargs, "device": "cpu"})
+                self.real_bytes += out.numel() * out.element_size()
+                return out
+        first = args[0] if args else kwargs.get("tensor", kwargs.get("input"))  # nn.init passes tensor=…
+        if isinstance(first, torch.Tensor) and first.is_meta and (
+            getattr(func, "__module__", None) == "torch.nn.init" or getattr(func, "__name__", "") in self._SKIPPED
+        ):
+            return first
+        return func(*args, **kwargs)
+
+
 def check_weights_before_building(build: Callable[[], torch.nn.Module], path: str | Path) -> None:
     """Compare the weights' header with the model ``build`` makes, building it on the meta device.
 
@@ -240,7 +294,7 @@ def check_weights_before_building(build: Callable[[], torch.nn.Module], path: st
     """
     header = read_safetensors_header(path)
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipInitOnMeta():
             skeleton = build()
     except ConfigError:
         raise

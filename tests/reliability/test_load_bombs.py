@@ -91,7 +91,7 @@ def test_header_shapes_are_checked_before_the_model_is_built(saved, tmp_path, mo
     real_init = sentiment.SentimentModel.__init__
 
     def spy(self, config):
-        built.append(torch.empty(0).device.type)  # the default device while building
+        built.append(torch.empty(1 << 20).device.type)  # where a large tensor goes while building
         real_init(self, config)
 
     monkeypatch.setattr(sentiment.SentimentModel, "__init__", spy)
@@ -152,3 +152,41 @@ def test_an_oversized_config_is_refused_before_it_is_parsed(saved, tmp_path):
         handle.truncate(17 * 2**20)  # sparse: 17 MB of zeros after the JSON
     with pytest.raises(ModelFileError, match="more than the"):
         seqlab.load(folder, device="cpu")
+
+
+PIECES = ["<pad>", "<unk>", "<bos>", "<eos>"] + [f"p{i}" for i in range(26)]
+TASK_CONFIGS = {
+    "sentiment": ("sentiment", {"vocab_size": 20, "labels": ["0", "1"], "embedding_dim": 6, "hidden_size": 5}),
+    "ner_softmax": ("ner", {"vocab_size": 20, "word_vocab_size": 20, "tags": ["O", "B-PER", "I-PER"], "chars": "abcdef",
+                            "embedding_dim": 6, "hidden_size": 5}),
+    "ner_crf": ("ner", {"vocab_size": 20, "word_vocab_size": 20, "tags": ["O", "B-PER", "I-PER"], "chars": "abcdef",
+                        "embedding_dim": 6, "hidden_size": 5, "decoder": "crf"}),
+    "translation": ("translation", {"source_vocab_size": 30, "target_vocab_size": 30, "embedding_dim": 6, "encoder_hidden": 5,
+                                    "decoder_hidden": 5, "tie_embeddings": True, "share_embeddings": True,
+                                    "target_pieces": PIECES, "source_pieces": PIECES}),
+    "speech": ("speech", {"feature_dim": 13, "tokens": list("abc"), "hidden_size": 5}),
+    "lm": ("lm", {"vocab_size": 25, "embedding_dim": 5, "hidden_size": 5, "tie_weights": True}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TASK_CONFIGS))
+def test_every_task_model_builds_on_the_meta_device_with_its_real_shapes(name):
+    """The pre-allocation check runs for every task: its skeleton has the real model's names, shapes and ties."""
+    from seqlab.core import registry
+    from seqlab.core.config import from_dict
+    from seqlab.core.serialization import _shared_groups, _SkipInitOnMeta, _tied_groups
+
+    task, raw = TASK_CONFIGS[name]
+    cls = registry.task_class(task)
+    config = from_dict(cls.Config, raw, where=name)
+    with torch.device("meta"), _SkipInitOnMeta():
+        skeleton = cls(config)
+    real = cls(config)
+    meta_state = skeleton.state_dict(keep_vars=True)
+    assert {k: tuple(v.shape) for k, v in meta_state.items()} == {k: tuple(v.shape) for k, v in real.state_dict().items()}
+    assert sorted(map(sorted, _tied_groups(meta_state))) == sorted(map(sorted, _shared_groups(real)))
+    # ... and a huge version of it costs no memory: its parameters stay on the meta device.
+    with torch.device("meta"), _SkipInitOnMeta():
+        huge = cls(from_dict(cls.Config, {**raw, "hidden_size" if task != "translation" else "encoder_hidden": 50_000,
+                                          **({"tie_weights": False} if task == "lm" else {})}, where=name))
+    assert sum(v.numel() * v.element_size() for v in huge.state_dict().values() if not v.is_meta) < 64 << 20
