@@ -299,7 +299,8 @@ class Pipeline:
                 stages.append(stage)
             _check_stages_agree(task_cls, model_config, stages, where)
             # Shapes from the header against a meta-device model: no allocation for absurd sizes.
-            check_weights_before_building(lambda: task_cls(model_config), files.path(WEIGHTS_FILE))
+            with reading_model(directory):
+                check_weights_before_building(lambda: task_cls(model_config), files.path(WEIGHTS_FILE))
             model = task_cls(model_config)
         except ModelFileError:
             raise
