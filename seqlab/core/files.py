@@ -270,22 +270,32 @@ class ModelFiles:
         for name in (JOURNAL_FILE, MANIFEST_FILE, "config.json"):
             try:
                 info = os.lstat(Path(directory) / name)
-                out.append((info.st_ino, info.st_mtime_ns))
+                out.append((info.st_ino, info.st_mtime_ns, info.st_ctime_ns))
             except OSError:
                 out.append(None)
         return tuple(out)
 
 
-def load_consistently(directory: str | Path, load: Callable[[], Any], attempts: int = 3) -> Any:
-    """Run ``load``; if it fails while a writer commits into ``directory``, try again (a few times)."""
-    for attempt in range(attempts):
+def load_consistently(directory: str | Path, load: Callable[[], Any], attempts: int = 20) -> Any:
+    """Run ``load`` until no save committed into ``directory`` while it ran.
+
+    A reader racing a writer could otherwise take ``config.json`` and the stage files from one
+    save and the weights from the next (both may have the same shapes). Every commit replaces
+    the manifest and ``config.json`` and creates and deletes the journal, so a load during which
+    none of them changed read one save only.
+    """
+    for _ in range(attempts):
         before = ModelFiles.state(directory)
         try:
-            return load()
+            result = load()
         except ModelFileError:
-            if attempt == attempts - 1 or ModelFiles.state(directory) == before:
+            if ModelFiles.state(directory) == before:
                 raise
-    raise AssertionError("unreachable")
+            continue
+        if ModelFiles.state(directory) == before:
+            return result
+        time.sleep(0.01)
+    raise ModelFileError(f"{str(directory)!r} changed {attempts} times while it was being loaded; another process keeps saving into it")
 
 
 # -- ownership -------------------------------------------------------------------------------

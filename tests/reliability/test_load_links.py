@@ -152,3 +152,20 @@ def test_errors_quote_only_a_short_escaped_excerpt(saved, tmp_path):
     with pytest.raises(ModelFileError) as info:
         seqlab.load(folder, device="cpu")
     assert len(str(info.value)) < 600 and "\x1b" not in str(info.value) and "y" * 100 not in str(info.value)
+
+
+def test_a_forged_commit_journal_cannot_lead_the_loader_out(saved, tmp_path):
+    """The journal of an interrupted save is a file of the folder too: it cannot point outside it."""
+    root, pipe = saved
+    folder = tmp_path / "model"
+    shutil.copytree(root / "model", folder)
+    shutil.copytree(root / "twin", tmp_path / "outside")
+    os.symlink(tmp_path / "outside", folder / ".seqlab-new-1-abcd")  # a staging folder that is a link
+    journal = {"format": "seqlab.commit", "version": 1, "staging": ".seqlab-new-1-abcd", "trash": ".seqlab-old-1-abcd",
+               "entries": ["config.json", "model.safetensors", "stages"], "remove": []}
+    (folder / ".seqlab-commit.json").write_text(json.dumps(journal))
+    with pytest.raises(ModelFileError, match="symbolic link"):
+        seqlab.load(folder, device="cpu")
+    for staging in ("../outside", "/tmp", ".seqlab-new-../../x"):  # not a staging folder's name: ignored
+        (folder / ".seqlab-commit.json").write_text(json.dumps({**journal, "staging": staging}))
+        assert fingerprint(seqlab.load(folder, device="cpu")) == fingerprint(pipe)

@@ -166,3 +166,25 @@ def test_a_symlinked_lock_file_is_refused(tmp_path, pipe):
         with folder_lock(folder):
             pass
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_readers_see_a_whole_model_while_a_writer_replaces_it(tmp_path):
+    """Loads racing a process that saves A and B in turn: each returns exactly A or B, never an error."""
+    a, b = tiny_pipeline("a"), tiny_pipeline("b", seed=1)
+    fingerprints = {fingerprint(a): "a", fingerprint(b): "b"}
+    folder = tmp_path / "model"
+    a.save(folder)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            while True:
+                b.save(folder)
+                a.save(folder)
+        finally:
+            os._exit(0)
+    try:
+        seen = [fingerprints.get(fingerprint(seqlab.load(folder, device="cpu")), "neither") for _ in range(40)]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert "neither" not in seen and set(seen) <= {"a", "b"}
