@@ -26,11 +26,13 @@ Not a training benchmark: it attacks the files (issue #15, "Trust") and counts w
 * **concurrent_writers / concurrent_refused**: ``--writers`` processes each saving
   ``--saves`` times into one folder, plus two ``seqlab train`` runs started together into one
   ``--output``; every attempt must either win or get seqlab's lock error (never another
-  exception), and the model and ``logs/metrics.jsonl`` must come out whole.
+  exception), and the model and ``logs/metrics.jsonl`` must come out whole. Then
+  ``concurrent_reads`` loads race a process replacing the model with A, B, A, …; each must
+  return all of A or all of B (``concurrent_reads_whole``).
 * **resume_cycles / resume_identical**: ``benchmarks/_faults_resume.py`` (kill-and-resume of
   ``seqlab train``; null when that module is absent).
 
-    python benchmarks/faults.py [--random-kills 60] [--writers 4] [--saves 25] [--resume-cycles 2] [--seed 0]
+    python benchmarks/faults.py [--random-kills 60] [--writers 4] [--saves 500] [--reads 40] [--resume-cycles 2] [--seed 0]
 
 About 4-5 minutes on one core (half of it the resume cycles). Writes benchmarks/results/faults.json.
 """
@@ -392,7 +394,7 @@ def save_kills(a, b, fa: str, fb: str, work: Path, random_kills: int, seed: int)
     return stats
 
 
-def concurrent(pipe, fp: str, work: Path, writers: int, saves: int) -> dict:
+def concurrent(pipe, fp: str, work: Path, writers: int, saves: int, reads_n: int) -> dict:
     import seqlab
     from seqlab.core.errors import FolderLockedError
 
@@ -412,11 +414,25 @@ def concurrent(pipe, fp: str, work: Path, writers: int, saves: int) -> dict:
                 counts["other"].append(f"{type(err).__name__}: {str(err)[:200]}")
         (report / f"{index}.json").write_text(json.dumps(counts))
 
+    started = time.perf_counter()
     pids = [_fork(lambda i=i: writer(i)) for i in range(writers)]
     for pid in pids:
         os.waitpid(pid, 0)
+    writers_s = time.perf_counter() - started
     counts = [json.loads((report / f"{i}.json").read_text()) for i in range(writers)]
     intact = fingerprint(seqlab.load(folder, device="cpu")) == fp and not leftovers(folder)
+    # Readers while a writer replaces the model (A, B, A, …): each load must be all A or all B.
+    other_pipe = tiny_pipeline("b", 1)
+    whole = {fp, fingerprint(other_pipe)}
+    pid = _fork(lambda: [(other_pipe.save(folder), pipe.save(folder)) for _ in iter(int, 1)])
+    reads = []
+    for _ in range(reads_n):
+        try:
+            reads.append(fingerprint(seqlab.load(folder, device="cpu")) in whole)
+        except Exception:  # noqa: BLE001
+            reads.append(False)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
     # Two `seqlab train` runs into one --output, started together.
     recipe = work / "race.yaml"
     recipe.write_text(RECIPE.format(repo=_common.REPO, output=work / "race"))
@@ -440,6 +456,9 @@ def concurrent(pipe, fp: str, work: Path, writers: int, saves: int) -> dict:
         "concurrent_other_errors": len(other),
         "concurrent_model_intact": intact and race_intact,
         "concurrent_train_exit_codes": sorted(code for code, _, _ in outcomes),
+        "concurrent_writers_s": round(writers_s, 1),
+        "concurrent_reads": len(reads),
+        "concurrent_reads_whole": sum(reads),
         "_other": other[:5],
     }
 
@@ -468,7 +487,8 @@ def main() -> None:
     p = _common.parser("File faults: crafted model folders, kills during saves, concurrent writers", budget_min=0)
     p.add_argument("--random-kills", type=int, default=60, help="kills at random moments (besides one per save step)")
     p.add_argument("--writers", type=int, default=4)
-    p.add_argument("--saves", type=int, default=25, help="saves per writer")
+    p.add_argument("--saves", type=int, default=500, help="saves per writer (4 × 500: the reported 2,000)")
+    p.add_argument("--reads", type=int, default=40, help="loads racing a writer")
     p.add_argument("--resume-cycles", type=int, default=2, help="kill-and-resume cycles (benchmarks/_faults_resume.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
@@ -494,7 +514,7 @@ def main() -> None:
     print("kills during saves …", flush=True)
     metrics.update(save_kills(a, b, fa, fb, work, args.random_kills, args.seed))
     print("concurrent writers …", flush=True)
-    conc = concurrent(a, fa, work, args.writers, args.saves)
+    conc = concurrent(a, fa, work, args.writers, args.saves, args.reads)
     for line in conc.pop("_other"):
         print(f"  RAW ERROR: {line}")
     metrics.update(conc)
@@ -504,7 +524,7 @@ def main() -> None:
     by_mode = res.pop("resume_by_mode", None)
     metrics.update(res)
     wall = time.perf_counter() - start
-    settings = {"random_kills": args.random_kills, "writers": args.writers, "saves_per_writer": args.saves,
+    settings = {"random_kills": args.random_kills, "writers": args.writers, "saves_per_writer": args.saves, "reads": args.reads,
                 "resume_cycles": args.resume_cycles, "seed": args.seed, "threads": 1,
                 "crafted_cases": [{k: r[k] for k in ("name", "outcome", "targets_read")} for r in results]}
     if note:
