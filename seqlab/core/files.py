@@ -333,15 +333,15 @@ def _is_run_output(directory: Path) -> bool:
     return True
 
 
-def is_seqlab_folder(directory: str | Path) -> bool:
+def is_seqlab_folder(directory: str | Path, run_output: bool = True) -> bool:
     """Whether ``directory`` is a folder seqlab owns.
 
-    It holds seqlab's lock file, its manifest or a seqlab ``config.json``, or nothing but a
-    training run's ``logs/`` and ``checkpoints/`` (a run stopped before its first save).
+    It holds seqlab's lock file, its manifest or a seqlab ``config.json``, or (``run_output``)
+    nothing but a training run's ``logs/`` and ``checkpoints/`` (a run stopped before its first save).
     """
     directory = Path(directory)
     return (os.path.lexists(directory / LOCK_FILE) or os.path.lexists(directory / MANIFEST_FILE)
-            or _is_seqlab_config(directory / "config.json") or _is_run_output(directory))
+            or _is_seqlab_config(directory / "config.json") or (run_output and _is_run_output(directory)))
 
 
 def read_manifest(directory: str | Path) -> dict | None:
@@ -403,7 +403,7 @@ def check_output_dir(path: str | Path) -> None:
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"{shown} is a file, not a folder; give a new folder for the model, e.g. runs/NAME")
     for parent in resolved.parents:
-        if is_seqlab_folder(parent):
+        if is_seqlab_folder(parent, run_output=False):  # a model folder, not any folder that holds a logs/
             raise OutputDirError(f"{shown} lies inside {str(parent)!r}, a seqlab model folder; give a folder outside it")
     if not path.exists():
         return
