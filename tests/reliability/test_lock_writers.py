@@ -142,7 +142,7 @@ def test_many_processes_saving_into_one_folder(pipe, tmp_path):
 def test_two_train_runs_into_one_output(tmp_path, repo):
     """The reported reproduction: started together, one trains and saves, the other is refused at start."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(repo=repo, output=tmp_path / "run", epochs=3))
+    recipe.write_text(RECIPE.format(repo=repo, output=tmp_path / "run", epochs=1))
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
     runs = [subprocess.Popen([sys.executable, "-m", "seqlab", "train", str(recipe)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
