@@ -23,6 +23,7 @@ from .core.config import from_dict, to_dict
 from .core.device import resolve_device, to_device
 from .core.errors import DataError, InputError, NotFittedError, WiringError
 from .core.files import ModelFiles, load_consistently, reading_model
+from .core.options import Options, check_batch_size
 from .core.serialization import (
     CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, atomic_directory, check_model_dir, check_weights_before_building,
     load_weights, save_weights, write_json,
@@ -30,6 +31,7 @@ from .core.serialization import (
 from .core.stage import Stage, check_wiring
 from .core.task import TaskModel
 from .data.collate import bucket_batches, pad_collate, select_rows
+
 
 def _columns(data: Any) -> dict[str, list]:
     """A ``datasets.Dataset`` or a dict of lists, as a dict of lists."""
@@ -76,8 +78,7 @@ class Pipeline:
         self.model_config = model_config
         self.device = resolve_device(device)
         for stage in self.stages:
-            if callable(getattr(stage, "to", None)):
-                stage.to(self.device)  # feature stages compute on the pipeline's device
+            stage.to(self.device)  # feature stages compute on the pipeline's device
         self.model = model.to(self.device) if model is not None else None
         self.train_result = None
         # Fail at construction, not deep inside training.
@@ -158,7 +159,10 @@ class Pipeline:
                 raise DataError("the dev dataset is empty; pass dev=None to train without one")
             processed = self.preprocess(dev_columns, with_targets=False)
             references = {c: dev_columns[c] for c in self.task_cls.target_columns}
-            evaluate = lambda: self._evaluate_processed(processed, references)  # noqa: E731
+            # Now, not at the end of epoch 1: a dev row the evaluation cannot use (a transcript
+            # character the model has no label for) would otherwise throw that epoch away.
+            self.model.check_references(references, "dev example")
+            evaluate = lambda: self._metrics_on_processed(processed, references)  # noqa: E731
         trainer = Trainer(train_config, device=self.device, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
         self.train_result = trainer.fit(self.model, columns, evaluate, resume_from=resume_from)
         self.model.eval()
@@ -170,9 +174,11 @@ class Pipeline:
             raise NotFittedError("this pipeline has no model yet: call fit() or seqlab.load() first")
         return self.model
 
-    def _decode(self, processed: Mapping[str, list], batch_size: int) -> list[Any]:
+    def _decode(self, processed: Mapping[str, list], batch_size: int, options: Options | None = None) -> list[Any]:
         model = self._require_model()
         model.eval()
+        if options is None:
+            options = model.parse_options({})
         pads = model.pad_values(training=False)
         length_column = model.length_column()
         lengths = [len(v) for v in processed[length_column]]
@@ -183,23 +189,32 @@ class Pipeline:
             batch = to_device(pad_collate(select_rows(needed, indices), pads), self.device)
             batch["_raw"] = select_rows(extra, indices)
             with torch.inference_mode():
-                decoded = model.decode(batch)
+                decoded = model.decode(batch, options)
             for i, out in zip(indices, decoded):
                 outputs[i] = out
         return outputs
 
-    def predict(self, inputs: Sequence[Any], batch_size: int = 64, **columns: Any) -> list[Any]:
-        """Predict for a list of raw inputs; extra keyword columns are broadcast to every row."""
+    def predict(self, inputs: Sequence[Any], batch_size: int = 64, **options: Any) -> list[Any]:
+        """Predict for a list of raw inputs, ``batch_size`` at a time.
+
+        ``options`` are the task's per-call options (``TaskModel.options``): an unknown
+        name, or a value of the wrong type or range, is an ``InputError`` raised before
+        anything runs.
+        """
         model = self._require_model()
+        batch_size = check_batch_size(batch_size)
         inputs = list(inputs)
+        opts = model.parse_options(options, rows=len(inputs))
         if not inputs:
             return []
         checked = [model.check_input(x, i) for i, x in enumerate(inputs)]
         data = {model.input_column: checked}
-        for name, value in columns.items():
-            data[name] = list(value) if isinstance(value, (list, tuple)) and len(value) == len(inputs) else [value] * len(inputs)
+        for name, option in model.options.items():
+            value = opts[name]
+            if option.column and value is not None:  # data for the stages (a clip's sample rate)
+                data[name] = list(value) if isinstance(value, list) else [value] * len(inputs)
         processed = self.preprocess(data, with_targets=False)
-        return self._decode(processed, batch_size)
+        return self._decode(processed, batch_size, opts)
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
         """``pipe("text")`` → one output; ``pipe(["a", "b"])`` → a list."""
@@ -208,20 +223,14 @@ class Pipeline:
         return self.predict([inputs], **kwargs)[0]
 
     # -- evaluation -----------------------------------------------------------------
-    def _evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], batch_size: int = 128) -> dict[str, float]:
+    def _metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list], batch_size: int = 128) -> dict[str, float]:
         model = self._require_model()
-        custom = getattr(model, "evaluate_processed", None)
-        if callable(custom):
-            return custom(processed, references, self.device)
-        outputs = self._decode(processed, batch_size)
-        metrics = model.score(outputs, references)
-        if model.selection_tiebreak is not None:
-            metrics.update(model.tiebreak_metrics(processed, references, self.device))
-        return metrics
+        return model.metrics_on_processed(processed, references, lambda rows: self._decode(rows, batch_size), self.device)
 
     def evaluate(self, data: Any, batch_size: int = 128) -> dict[str, float]:
         """The task's metrics on labelled ``data`` (dict of lists or Dataset)."""
         model = self._require_model()
+        batch_size = check_batch_size(batch_size)
         columns = _columns(data)
         if _num_rows(columns) == 0:
             raise DataError("the evaluation dataset is empty")
@@ -232,7 +241,7 @@ class Pipeline:
             model.check_input(x, i)
         processed = self.preprocess(columns, with_targets=False)
         references = {c: columns[c] for c in model.target_columns}
-        return self._evaluate_processed(processed, references, batch_size)
+        return self._metrics_on_processed(processed, references, batch_size)
 
     # -- files ----------------------------------------------------------------------
     def save(self, directory: str | Path, meta: Mapping[str, Any] | None = None) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .config import _suggest
+from .config import suggest
 from .errors import ConfigError
 
 STAGES: dict[str, str] = {
@@ -18,7 +18,8 @@ STAGES: dict[str, str] = {
     "sentencepiece": "seqlab.text.sentencepiece:SentencePieceTokenizer",
     "vocabulary": "seqlab.text.vocab:VocabularyStage",
     "label_encoder": "seqlab.text.labels:LabelEncoder",
-    "tag_encoder": "seqlab.tasks.ner:TagEncoder",
+    "tag_encoder": "seqlab.text.tagged:TagEncoder",
+    "sentence_tokenizer": "seqlab.text.tagged:SentenceTokenizer",
     "word2vec": "seqlab.embeddings.word2vec:Word2VecStage",
     "audio_loader": "seqlab.audio.io:AudioLoader",
     "mfcc": "seqlab.audio.features:MFCC",
@@ -49,7 +50,7 @@ RECIPES: dict[str, str] = {
 def _resolve(table: dict[str, str], name: str, what: str) -> Any:
     if name not in table:
         valid = sorted(table)
-        raise ConfigError(f"unknown {what} {name!r}{_suggest(name, valid)}; known: {', '.join(valid)}")
+        raise ConfigError(f"unknown {what} {name!r}{suggest(name, valid)}; known: {', '.join(valid)}")
     module, _, attr = table[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 

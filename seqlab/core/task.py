@@ -1,19 +1,72 @@
-"""The task-model interface that the Trainer and the Pipeline rely on.
+"""The task interface: the one shape every task has, and the only way the Pipeline and the Trainer see a task.
 
-A task model is ``encoder + head`` as one ``torch.nn.Module``; the head owns its loss
-and its decoding. The Trainer knows a task only through ``loss``; the Pipeline through
-``collate``, ``decode``, ``score`` and ``check_input``. Its config (a dataclass) holds
-everything needed to rebuild it — including what it learned from the fitted stages
-(vocabulary size, label names) — so ``config.json`` + ``model.safetensors`` restore it.
+A task is a configuration dataclass (``Config``) plus a ``TaskModel`` subclass — an
+``nn.Module`` that is encoder + head, the head owning its loss and its decoding. The
+Pipeline and the Trainer call these members directly (none is looked up with ``getattr``);
+each has a working default where one makes sense. ``docs/architecture.md`` walks through
+them with a complete small task.
+
+=====================  ===============================  ==========================================
+member                 called by                        does
+=====================  ===============================  ==========================================
+``task``, ``Config``   registry, ``Pipeline.load``      name; the config dataclass (from YAML/JSON)
+``input_column``,      ``Pipeline.fit/predict/eval``    the raw prediction column; the raw target
+``target_columns``                                      columns of training/evaluation data
+``configure``          ``from_stages``, ``load``        fill the config from the fitted stages
+``from_stages``,       ``Pipeline.fit``                 build a fresh model for fitted stages
+``initialize``
+``pad_values``,        ``Pipeline`` (prediction         processed columns the model reads and their
+``length_column``      batches), default batching       padding; the column that drives bucketing
+``check_input``        ``Pipeline.predict/evaluate``    validate one raw input (``InputError``)
+``options``            ``Pipeline.predict``             the per-call options (``core.options``),
+                                                        validated once; ``decode`` gets ``Options``
+``loss``/``forward``   the Trainer                      the training loss of a batch
+``decode``             ``Pipeline.predict``             one output per example of a batch
+``metrics``            ``metrics_on_processed``         the task's metrics of decoded outputs
+``metrics_on_          ``Pipeline.evaluate``, the       metrics of preprocessed data (default:
+processed``            Trainer's dev evaluation         decode, then ``metrics``)
+``selection_*``,       the Trainer                      which dev metric picks the best weights;
+``tiebreak_metrics``                                    a metric that breaks its ties
+training section       the Trainer                      batching (``train_batches``, default in
+                                                        ``data/collate``), optional TBPTT state,
+                                                        an optional custom optimisation step
+=====================  ===============================  ==========================================
+
+Its config holds everything needed to rebuild the model — including what it learned from
+the fitted stages (vocabulary size, label names) — so ``config.json`` + ``model.safetensors``
++ the stages' files restore it, and a loaded pipeline can be trained further.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from .errors import InputError
+from .options import Option, Options, parse_options
+
+
+@dataclass
+class StepContext:
+    """What the Trainer tells a model's own :meth:`TaskModel.train_step` about the step.
+
+    >>> context = StepContext(step=0, epoch=1, device=torch.device("cpu"), clip=lambda params: 0.0)
+    >>> context.epoch
+    1
+    """
+
+    #: Optimisation steps already taken in the run (0 before the first).
+    step: int
+    #: The epoch being trained, from 1.
+    epoch: int
+    #: Where the model and the batch are.
+    device: torch.device
+    #: ``clip(parameters)`` clips their gradients as the train config says (``clip_norm``,
+    #: ``clip_value``) and returns their norm before clipping (logged as ``grad_norm``).
+    clip: Callable[[Iterable[nn.Parameter]], float]
 
 
 class TaskModel(nn.Module):
@@ -33,10 +86,69 @@ class TaskModel(nn.Module):
     #: A dev metric (lower is better) that breaks ties of the selection metric, for metrics that
     #: saturate on a small dev set (a WER of 0 reached early); computed by :meth:`tiebreak_metrics`.
     selection_tiebreak: ClassVar[str | None] = None
+    #: The per-call options of ``pipe(x, name=value)`` / ``Pipeline.predict``: name → ``Option``.
+    #: An undeclared name is an ``InputError`` naming these (and ``batch_size``).
+    options: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
+
+    # -- training (called by the Trainer) ------------------------------------------------
+    # The Trainer calls these directly (never looked up by name). Every default suits a
+    # model trained by "loss → backward → clip → one optimiser step" on length-bucketed,
+    # padded batches; a task overrides only what it does differently.
+
+    #: True when the model runs its own optimisation step (a GAN with two optimisers): the
+    #: Trainer calls :meth:`train_step` instead of its own loss → backward → clip → step.
+    custom_train_step: ClassVar[bool] = False
+    #: True when the loss carries state from one training batch to the next (truncated BPTT:
+    #: the language model's hidden state between windows) in :attr:`tbptt_state`.
+    stateful: ClassVar[bool] = False
+    #: The carried state of a :attr:`stateful` model (tensors in tuples/lists/dicts; None: start
+    #: afresh). Its ``loss`` reads and replaces it (detached); the Trainer keeps it across dev
+    #: evaluations, saves it in checkpoints and puts it back on resume.
+    tbptt_state: Any = None
+
+    def train_batches(self, columns: Mapping[str, list], config: Any, epoch: int) -> Iterable[dict[str, Any]] | None:
+        """The epoch's training batches (dicts of CPU tensors, in order), or None for the shared default.
+
+        ``columns`` are the processed training columns; ``config`` is the ``TrainConfig``
+        (``batch_size``, ``max_tokens``, ``bucket_factor``, ``seed``); ``epoch`` counts from 1.
+        The default, None, makes the Trainer use ``seqlab.data.collate.default_train_batches``:
+        length-bucketed batches, shuffled with ``seed + epoch``, of the columns in
+        ``pad_values(training=True)`` padded with those values. A task overrides this to encode
+        targets, skip or cut examples, or yield truncated-BPTT windows in order. Random draws
+        must come from seeded generators or the global ones (a resumed run replays them).
+        """
+        return None
+
+    def reset_tbptt_state(self) -> None:
+        """Forget the carried state; the Trainer calls this at each epoch start (stateful models)."""
+        self.tbptt_state = None
+
+    def build_optimizers(self, make: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers by name. ``make(params)`` builds one from the train config (``optimizer``,
+        ``lr``, ``weight_decay``, ``momentum``). Default: ``{"model": make(self.parameters())}``.
+
+        The learning-rate schedule scales every optimiser's rate by the same factor, relative
+        to the rate it was built with (a GAN's two rates keep their ratio); checkpoints hold
+        each one's state under its name.
+        """
+        return {"model": make(self.parameters())}
+
+    def train_step(self, batch: dict[str, Any], optimizers: dict[str, torch.optim.Optimizer], step: StepContext) -> dict[str, float]:
+        """One optimisation step of a :attr:`custom_train_step` model, on one batch (on ``step.device``).
+
+        Zero the gradients, run backward and ``optimizer.step()`` on each optimiser itself,
+        calling ``step.clip(parameters)`` before each ``step()`` to apply the configured
+        clipping. Return the losses to log (floats or 0-d tensors): ``"loss"`` is required (the
+        training-loss curve, the NaN/inf check and, without dev data, model selection); the
+        others are logged per epoch as ``train_<name>``. It runs in full precision (no AMP),
+        without the ``l1``/``l2`` penalties, and a NaN/inf ``"loss"`` is counted as a
+        non-finite step (the model decides whether its own updates ran).
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets custom_train_step = True but defines no train_step")
 
     # -- building -----------------------------------------------------------------
     @classmethod
@@ -58,9 +170,14 @@ class TaskModel(nn.Module):
     def initialize(self, stages: list) -> None:
         """Set what a new model takes from the stages beyond its config (pretrained vectors, tokenizers)."""
 
-    def tiebreak_metrics(self, processed: Any, references: Any, device: Any) -> dict[str, float]:
-        """The :attr:`selection_tiebreak` metric on processed dev data (none by default)."""
-        return {}
+    def check_references(self, references: Any, where: str = "dev example") -> None:
+        """Check the raw target columns of evaluation data against what this model can represent.
+
+        ``Pipeline.fit`` calls it on the dev set before training starts, so a dev row the
+        evaluation would fail on (a transcript character no output label covers) is a
+        ``DataError`` naming ``where``, the row and the value before any epoch is spent, not
+        at the end of the first one. Nothing to check by default.
+        """
 
     # -- data -----------------------------------------------------------------------
     @property
@@ -85,6 +202,13 @@ class TaskModel(nn.Module):
                 raise InputError(f"input {index}: the text is empty or only white space; give at least one word")
         return value
 
+    def parse_options(self, given: dict[str, Any], rows: int | None = None) -> Options:
+        """``given`` checked against :attr:`options`; every option comes back, defaults filled in.
+
+        Unknown names and ill-typed or out-of-range values are an ``InputError``.
+        """
+        return parse_options(self.options, given, self.config, rows=rows)
+
     # -- training and decoding -------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss; ``forward`` so that DDP's gradient hooks see the call."""
@@ -94,10 +218,37 @@ class TaskModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, torch.Tensor]) -> list[Any]:
-        """One output per example (label with scores, tags, text…)."""
+    def decode(self, batch: dict[str, Any], options: Options) -> list[Any]:
+        """One output per example (label with scores, tags, text…).
+
+        ``batch`` holds the padded tensors of :meth:`pad_values` and, under ``"_raw"``, the
+        batch's other processed columns as lists (the raw text, the tokens). ``options``
+        holds every declared option, validated (see :attr:`options`).
+        """
         raise NotImplementedError
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
-        """The task's metrics for ``outputs`` against the raw target columns."""
+    # -- metrics ---------------------------------------------------------------------
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+        """The task's metrics for decoded ``outputs`` against the raw target columns.
+
+        The keys include :attr:`selection_metric` (unless that is ``"loss"``).
+        """
         raise NotImplementedError
+
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list],
+                             decode: Callable[[Mapping[str, list]], list[Any]], device: Any) -> dict[str, float]:
+        """The metrics of preprocessed data: what ``Pipeline.evaluate`` and the Trainer's dev evaluation report.
+
+        ``decode(processed)`` decodes the rows in batches with the default options. The
+        default is :meth:`metrics` of those outputs plus :meth:`tiebreak_metrics`; a task
+        whose metric needs no decoding (perplexity) or a cheaper decoding (Viterbi without
+        confidences) overrides this.
+        """
+        metrics = self.metrics(decode(processed), dict(references))
+        if self.selection_tiebreak is not None:
+            metrics.update(self.tiebreak_metrics(processed, references, device))
+        return metrics
+
+    def tiebreak_metrics(self, processed: Any, references: Any, device: Any) -> dict[str, float]:
+        """The :attr:`selection_tiebreak` metric on processed dev data (none by default)."""
+        return {}

@@ -1,4 +1,4 @@
-"""Batching: length bucketing and padding collate.
+"""Batching: length bucketing, padding collate, and the default training batches.
 
 Sentences of similar length are put in the same mini-batch (sorted within buckets of
 ``bucket_factor × batch_size`` examples, then the batches shuffled), so padding — wasted
@@ -98,3 +98,28 @@ def pad_collate(rows: Mapping[str, list], pad_values: Mapping[str, Any]) -> dict
 def select_rows(columns: Mapping[str, list], indices: Sequence[int]) -> dict[str, list]:
     """The rows ``indices`` of a dict of equally long lists."""
     return {name: [values[i] for i in indices] for name, values in columns.items()}
+
+
+def default_train_batches(
+    columns: Mapping[str, list],
+    pad_values: Mapping[str, Any],
+    length_column: str,
+    batch_size: int,
+    seed: int,
+    bucket_factor: int = 50,
+    max_tokens: int | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """The shared default training batches (``TaskModel.train_batches`` returning None).
+
+    Rows grouped by the length of ``length_column`` (``bucket_batches``, shuffled with
+    ``seed``), each batch the columns of ``pad_values`` padded by ``pad_collate``.
+
+    >>> batches = default_train_batches({"ids": [[4, 5, 6], [7], [8, 9]], "y": [1, 0, 1]},
+    ...                                 {"ids": 0, "y": None}, "ids", batch_size=2, seed=0)
+    >>> [b["ids_lengths"].tolist() for b in batches]
+    [[3], [1, 2]]
+    """
+    lengths = [len(v) for v in columns[length_column]]
+    order = bucket_batches(lengths, batch_size, shuffle=True, seed=seed, bucket_factor=bucket_factor, max_tokens=max_tokens)
+    needed = {c: columns[c] for c in pad_values if c in columns}
+    return [pad_collate(select_rows(needed, indices), pad_values) for indices in order]

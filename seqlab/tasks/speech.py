@@ -32,7 +32,6 @@ with one warning giving their number, and counted in ``SpeechModel.skipped_examp
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -48,8 +47,9 @@ from ..audio.augment import SpecAugment, SpecAugmentConfig
 from ..audio.features import LogMelConfig, MFCCConfig
 from ..audio.io import AudioLoaderConfig
 from ..core.errors import ConfigError, DataError, InputError
-from ..core.recipe import FileRecipe
+from ..core.options import MAX_BEAM_SIZE, Option, check_cap
 from ..core.task import TaskModel
+from ..data.splits import FileRecipe
 from ..nn.blocks import ConvLayerSpec, ConvStack
 from ..nn.ctc import (
     BLANK, CTCHead, NGramLM, WordList, beam_search_batch, ctc_align, ctc_loss, ctc_min_frames, greedy_decode,
@@ -73,8 +73,6 @@ __all__ = [
 
 #: The spoken digits, index = digit.
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-#: Per-call settings ``pipe(audio, **settings)`` understands.
-DECODE_KEYS = ("timings", "decoder", "beam_size")
 
 
 def normalize_transcript(text: str, lowercase: bool = True) -> str:
@@ -135,6 +133,7 @@ class DecoderConfig:
     def validate(self, where: str = "decoder") -> None:
         if self.beam_size < 1:
             raise ConfigError(f"{where}.beam_size must be >= 1, got {self.beam_size}")
+        check_cap(where, "beam_size", self.beam_size, MAX_BEAM_SIZE)
         if not 0.0 <= self.token_min_prob < 1.0:
             raise ConfigError(f"{where}.token_min_prob must be in [0, 1), got {self.token_min_prob}")
         if self.lm_arpa is not None and self.lm_path is not None:
@@ -216,6 +215,12 @@ class SpeechModel(TaskModel):
     selection_mode = "min"
     #: A small dev set reaches WER 0 early; the dev CTC loss then picks among the epochs that do.
     selection_tiebreak = "loss"
+    options = {
+        "decoder": Option(str, doc="greedy or beam search", choices=("greedy", "beam"), from_config="decoder.method"),
+        "beam_size": Option(int, doc="beam width", low=1, high=MAX_BEAM_SIZE, from_config="decoder.beam_size"),
+        "timings": Option(bool, False, "return a dict with per-word and per-label times and scores"),
+        "sample_rate": Option(object, doc="the rate of audio given as arrays (default: the model's rate)", column=True),
+    }
 
     def __init__(self, config: SpeechConfig) -> None:
         super().__init__(config)
@@ -443,52 +448,27 @@ class SpeechModel(TaskModel):
         self.eval()
         try:
             log_probs, out_lengths = self.log_probs(features, lengths)
-            method = _call_setting("decoder", decoder) if decoder is not None else self.config.decoder.method
-            beam = _call_setting("beam_size", beam_size) if beam_size is not None else self.config.decoder.beam_size
+            given = {k: v for k, v in (("decoder", decoder), ("beam_size", beam_size)) if v is not None}
+            options = self.parse_options(given)
+            method, beam = options.decoder, options.beam_size
             ids = self._search(log_probs, out_lengths, method, beam)
         finally:
             self.train(was_training)
         return [self.ids_to_text(i) for i in ids]
 
-    def _check_settings(self, raw: Mapping[str, list]) -> None:
-        for key in raw:
-            if key in DECODE_KEYS:
-                continue
-            close = difflib.get_close_matches(key, DECODE_KEYS, n=1, cutoff=0.8)
-            if close:
-                raise InputError(f"speech: unknown setting {key!r} (did you mean {close[0]!r}?); settings: {', '.join(DECODE_KEYS)}")
-
     @torch.no_grad()
-    def decode(self, batch: dict[str, Any]) -> list[Any]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[Any]:
         """One transcript (a string) per example; with ``timings=True`` a dict with per-word/label timings.
 
-        Per-call settings come from the batch's raw columns (``pipe(audio, decoder="beam", beam_size=16)``).
+        ``options``: the call's ``decoder``, ``beam_size`` and ``timings`` (``pipe(audio, decoder="beam")``).
         """
-        raw = batch.get("_raw") or {}
-        self._check_settings(raw)
+        options = options if options is not None else self.parse_options({})
         log_probs, out_lengths = self.log_probs(batch["features"], batch["features_lengths"])
-        size = log_probs.shape[0]
-
-        def setting(name: str, default: Any) -> list[Any]:
-            values = raw.get(name)
-            if values is None:
-                return [default] * size
-            return [default if v is None else _call_setting(name, v) for v in values]
-
-        methods = setting("decoder", self.config.decoder.method)
-        beams = setting("beam_size", self.config.decoder.beam_size)
-        timings = setting("timings", False)
-        ids: list[list[int] | None] = [None] * size
-        for key in sorted({(m, int(k)) for m, k in zip(methods, beams)}):
-            rows = [i for i in range(size) if (methods[i], int(beams[i])) == key]
-            index = torch.tensor(rows, device=log_probs.device)
-            found = self._search(log_probs.index_select(0, index), out_lengths.index_select(0, index), *key)
-            for i, result in zip(rows, found):
-                ids[i] = result
+        ids = self._search(log_probs, out_lengths, options.decoder, options.beam_size)
         outputs: list[Any] = []
-        for b in range(size):
+        for b in range(log_probs.shape[0]):
             text = self.ids_to_text(ids[b])
-            if not timings[b]:
+            if not options.timings:
                 outputs.append(text)
                 continue
             outputs.append(self._with_timings(text, ids[b], log_probs[b], int(out_lengths[b])))
@@ -520,9 +500,17 @@ class SpeechModel(TaskModel):
         return {"text": text, "words": words, "labels": labels}
 
     @torch.no_grad()
+    def check_references(self, references: Mapping[str, list], where: str = "dev example") -> None:
+        """Every reference transcript must be made of this model's output labels (``encode_text``)."""
+        for i, text in enumerate(references["text"]):
+            self.encode_text(text, f"{where} {i}: transcript")
+
     def tiebreak_metrics(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any) -> dict[str, float]:
         """The CTC loss on the dev data, averaged over utterances (``ctc_reduction`` within each)."""
         from ..train import TrainConfig
+
+        # The loss needs label ids: name an unencodable row as evaluation data, not as training data.
+        self.check_references(references, "evaluation example")
 
         was_training, skipped = self.training, self.skipped_examples
         self.eval()
@@ -538,7 +526,7 @@ class SpeechModel(TaskModel):
             self.skipped_examples = skipped  # the training set's count, as fit reported it
         return {"loss": total / count if count else math.inf}
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
         from ..metrics.error_rate import cer, wer
 
         hyps = [o["text"] if isinstance(o, dict) else o for o in outputs]
@@ -564,28 +552,6 @@ class SpeechModel(TaskModel):
             target = torch.tensor([ids] * batch, dtype=torch.long, device=log_probs.device)
             columns.append(sequence_log_prob(log_probs, out_lengths, target, torch.full((batch,), len(ids), dtype=torch.long)))
         return torch.stack(columns, dim=1)
-
-
-#: The widest beam a call may ask for (the search keeps that many prefixes per frame).
-MAX_BEAM_SIZE = 256
-
-
-def _call_setting(name: str, value: Any) -> Any:
-    """A per-call decode setting (``pipe(audio, beam_size=8)``), checked; InputError names it."""
-    if name == "decoder":
-        if isinstance(value, str) and value in ("greedy", "beam"):
-            return value
-        raise InputError(f"speech: the setting decoder={value!r} is not 'greedy' or 'beam'")
-    if name == "beam_size":
-        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-        if not ok and isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-            value, ok = int(value), True
-        if not ok or not 1 <= int(value) <= MAX_BEAM_SIZE:
-            raise InputError(f"speech: the setting beam_size={value!r} is not an integer in [1, {MAX_BEAM_SIZE}]")
-        return int(value)
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return bool(value)
-    raise InputError(f"speech: the setting {name}={value!r} is not true or false")
 
 
 # -- helpers for other tasks -------------------------------------------------------------------

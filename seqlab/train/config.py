@@ -63,8 +63,10 @@ class TrainConfig:
     clip_value: float | None = None
     #: Stop when the selection metric has not improved for this many evaluations.
     patience: int | None = None
-    #: Stop training after this many seconds of this invocation (the best model so far is
-    #: kept; ``--resume`` continues from where it stopped with a fresh budget).
+    #: Stop training after this many seconds of this invocation, between two batches. A stop
+    #: in mid-epoch feeds no partial-epoch evaluation to the schedule, early stopping or model
+    #: selection; the model ends with the better of the best completed evaluation and the
+    #: current weights; ``--resume`` continues exactly, with a fresh budget (docs/training.md).
     time_budget_s: float | None = None
     #: Evaluate on dev every N optimizer steps as well as at each epoch end.
     eval_every_steps: int | None = None

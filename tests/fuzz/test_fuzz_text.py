@@ -18,7 +18,7 @@ from fuzzkit import (
     texts, tokens,
 )
 from seqlab.core.errors import DataError, InputError
-from seqlab.tasks.ner import TagEncoder
+from seqlab.text.tagged import TagEncoder
 from seqlab.text.labels import LabelEncoder
 from seqlab.text.sentencepiece import SentencePieceTokenizer
 from seqlab.text.tagging import convert_tags, spans

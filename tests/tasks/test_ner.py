@@ -11,7 +11,8 @@ from seqlab.core.errors import ConfigError, DataError, InputError
 from seqlab.nn.recurrent import RecurrentEncoder
 from seqlab.pipeline import Pipeline
 from seqlab.recipe import load_recipe
-from seqlab.tasks.ner import NERConfig, NERModel, Sentence, TagEncoder
+from seqlab.tasks.ner import NERConfig, NERModel
+from seqlab.text.tagged import Sentence, SentenceTokenizer, TagEncoder
 from seqlab.text.tagging import spans, tag_set, validate
 from seqlab.text.vocab import VocabularyStage
 
@@ -54,7 +55,7 @@ def toy_data(n: int = 60) -> dict[str, list]:
 def toy_pipeline(**model) -> Pipeline:
     cfg = {"embedding_dim": 8, "hidden_size": 8, "char_hidden_size": 4, "char_embedding_dim": 4, "dropout": 0.0,
            "word_dropout": 0.0, **model}
-    return Pipeline([VocabularyStage(), TagEncoder(scheme="IOB2", target="IOBES")], task="ner", model_config=cfg, device="cpu")
+    return Pipeline([SentenceTokenizer(), VocabularyStage(), TagEncoder(scheme="IOB2", target="IOBES")], task="ner", model_config=cfg, device="cpu")
 
 
 # -- prediction on raw text -------------------------------------------------------------------
@@ -169,7 +170,7 @@ def test_lowercase_word_lookup_shares_rows_but_keeps_case_for_characters():
     pipe = toy_pipeline(lowercase=True, normalize_numbers=True)
     data = {"tokens": [["Rome", "rome", "1996", "2001", "Anna"]], "tags": [["B-LOC", "O", "O", "O", "B-PER"]]}
     pipe.fit(data, None, {"epochs": 1, "batch_size": 8, "progress": "off"})
-    vocab, model = pipe.stages[0].vocab, pipe.model
+    vocab, model = pipe.stages[1].vocab, pipe.model
     row = lambda w: int(model.word_map[vocab.token_to_id(w)])  # noqa: E731
     assert row("Rome") == row("rome") and row("1996") == row("2001") and row("Anna") != row("Rome")
     assert {"R", "r"} <= set(model.config.chars)
@@ -180,10 +181,10 @@ def test_word2vec_initialises_the_word_rows():
 
     torch.manual_seed(0)
     w2v = Word2VecStage(dim=8, epochs=1)
-    pipe = Pipeline([VocabularyStage(), w2v, TagEncoder()], task="ner", device="cpu",
+    pipe = Pipeline([SentenceTokenizer(), VocabularyStage(), w2v, TagEncoder()], task="ner", device="cpu",
                     model_config={"embedding_dim": 8, "hidden_size": 4, "freeze_embeddings": True})
     pipe.fit(toy_data(20), None, {"epochs": 1, "batch_size": 8, "progress": "off"})
-    vocab, model = pipe.stages[0].vocab, pipe.model
+    vocab, model = pipe.stages[1].vocab, pipe.model
     row = model.word_map[vocab.token_to_id("Rome")]
     assert torch.allclose(model.word_embedding.weight[row], torch.tensor(w2v.vectors["Rome"]), atol=1e-6)
 

@@ -79,7 +79,7 @@ def test_checkpoint_is_plain_data_readable_with_weights_only(tmp_path):
     raw = torch.load(path, weights_only=True)  # would refuse any arbitrary object
     assert raw["format"] == "seqlab.checkpoint" and len(raw["sha256"]) == 64
     state = raw["state"]
-    assert {"model", "optimizer", "schedule", "rng", "epoch_rng", "progress", "best_model", "config"} <= set(state)
+    assert {"model", "optimizers", "schedule", "rng", "epoch_rng", "progress", "best_model", "config"} <= set(state)
     assert set(state["rng"][0]) == {"python", "numpy", "torch", "cuda"}
     assert state["progress"]["epoch"] == 2 and state["progress"]["batch_index"] == 0 and state["progress"]["step"] == 3
     best = state["model"] if state["best_is_current"] else state["best_model"]
@@ -115,7 +115,7 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path, crash_at):
     last_run = load_checkpoint(tmp_path / "run" / f"step-{reference.steps:09d}.pt")
     for name, tensor in last_full["model"].items():  # the final (not only the best) weights
         assert torch.equal(tensor, last_run["model"][name])
-    for a, b in zip(last_full["optimizer"]["state"].values(), last_run["optimizer"]["state"].values()):
+    for a, b in zip(last_full["optimizers"]["model"]["state"].values(), last_run["optimizers"]["model"]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -286,12 +286,13 @@ def test_a_run_stopped_by_its_time_budget_resumes_mid_epoch(tmp_path):
     stopped = Trainer(cfg(checkpoint_every_steps=None, time_budget_s=1e-9), checkpoint_dir=tmp_path).fit(
         fresh(CrashingRegressor), columns)
     assert stopped.stopped_by == "time_budget" and stopped.steps == 1
+    assert stopped.history == []  # a partial epoch is not evaluated as if it were complete
     state, _ = load_latest_checkpoint(tmp_path)
     assert (state["progress"]["epoch"], state["progress"]["batch_index"], state["progress"]["finished"]) == (1, 1, False)
     resumed_model = fresh(CrashingRegressor, seed=4)
     resumed = Trainer(cfg(checkpoint_every_steps=None), checkpoint_dir=tmp_path).fit(resumed_model, columns, resume_from=tmp_path)
     assert resumed.stopped_by == "epochs" and resumed.steps == 9
-    # The extra evaluation at the stop changes no weight: the final (last-step) weights are the same.
+    # The final (last-step) weights are those of a run that was not stopped (tests/train/test_time_budget.py: all of it).
     last = load_checkpoint(tmp_path / "step-000000009.pt")["model"]
     Trainer(cfg(checkpoint_every_steps=None), checkpoint_dir=tmp_path / "ref").fit(fresh(CrashingRegressor), columns)
     reference = load_checkpoint(tmp_path / "ref" / "step-000000009.pt")["model"]

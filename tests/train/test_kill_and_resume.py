@@ -94,7 +94,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(tmp_path):
     last_b = load_checkpoint(cut_out / "checkpoints" / f"step-{total_steps:09d}.pt")
     for name, tensor in last_a["model"].items():
         assert torch.equal(tensor, last_b["model"][name]), f"final {name} differs {where}"
-    for sa, sb in zip(last_a["optimizer"]["state"].values(), last_b["optimizer"]["state"].values()):
+    for sa, sb in zip(last_a["optimizers"]["model"]["state"].values(), last_b["optimizers"]["model"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa), where
     # Same log (but timings), curves written.
     def log(out):

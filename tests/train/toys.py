@@ -68,6 +68,7 @@ class StatefulToy(TaskModel):
     Config = ToyConfig
     selection_metric = "loss"
     selection_mode = "min"
+    stateful = True
 
     def __init__(self, config: ToyConfig | None = None) -> None:
         super().__init__(config or ToyConfig())
@@ -112,3 +113,59 @@ class StatefulToy(TaskModel):
 
 def weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class ToyGANConfig:
+    dim: int = 2
+    #: The generator's own rate (the discriminator's is the train config's ``lr``).
+    lr_generator: float = 0.2
+
+
+class ToyGAN(TaskModel):
+    """A GAN in miniature for the per-step hook: two optimisers, alternating updates.
+
+    Each step draws noise from the global torch generator, takes one discriminator step on
+    real rows against detached fakes, then one generator step (non-saturating loss).
+    """
+
+    task = "toy_gan"
+    Config = ToyGANConfig
+    custom_train_step = True
+
+    def __init__(self, config: ToyGANConfig | None = None) -> None:
+        super().__init__(config or ToyGANConfig())
+        self.generator = nn.Linear(self.config.dim, self.config.dim)
+        self.discriminator = nn.Linear(self.config.dim, 1)
+
+    def pad_values(self, training: bool) -> dict[str, Any]:
+        return {"x": 0.0}
+
+    def build_optimizers(self, make):
+        return {
+            "discriminator": make(self.discriminator.parameters()),
+            "generator": torch.optim.SGD(self.generator.parameters(), lr=self.config.lr_generator),
+        }
+
+    def losses(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(discriminator loss on detached fakes, generator loss)."""
+        softplus = nn.functional.softplus
+        fake = self.generator(z)
+        d_loss = softplus(-self.discriminator(real)).mean() + softplus(self.discriminator(fake.detach())).mean()
+        return d_loss, softplus(-self.discriminator(fake)).mean()
+
+    def train_step(self, batch, optimizers, step):
+        real = batch["x"]
+        z = torch.randn(real.shape, device=step.device)
+        opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
+        opt_d.zero_grad(set_to_none=True)
+        d_loss, _ = self.losses(real, z)
+        d_loss.backward()
+        step.clip(self.discriminator.parameters())
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        _, g_loss = self.losses(real, z)
+        g_loss.backward()
+        step.clip(self.generator.parameters())
+        opt_g.step()
+        return {"loss": float((d_loss + g_loss).detach()), "discriminator": d_loss.detach(), "generator": g_loss.detach()}
