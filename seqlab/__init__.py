@@ -15,18 +15,22 @@ def load(path, device="auto"):
     Directories written by the generative pipelines (anomaly, denoise, cgan) load through
     ``seqlab.tasks.generative.load_generative``.
     """
-    import json
     from pathlib import Path
 
-    config = Path(path) / "config.json"
-    try:
-        kind = json.loads(config.read_text(encoding="utf-8")).get("format") if config.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        kind = None  # Pipeline.load says what is wrong with the file
+    from .core.files import reading_model
+    from .core.serialization import read_config
+
+    # config.json is read as a regular file inside the folder (never through a link), nested
+    # at most 64 levels; a folder without one goes on to Pipeline.load, which says what it is.
+    kind = None
+    if Path(path).is_dir():
+        config = read_config(path)
+        kind = config.get("format") if config is not None else None
     if kind == "seqlab.generative":
         from .tasks.generative import load_generative
 
-        return load_generative(path, device=device)
+        with reading_model(path):  # its files too: regular files inside the folder only
+            return load_generative(path, device=device)
     from .pipeline import Pipeline
 
     return Pipeline.load(path, device=device)

@@ -65,10 +65,13 @@ def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _saved_meta(directory: str) -> dict[str, Any]:
-    try:
-        return json.loads((Path(directory) / "config.json").read_text(encoding="utf-8")).get("meta") or {}
-    except (OSError, ValueError):
+    from .core.serialization import read_config
+
+    try:  # the same safe read as loading: a regular file inside the folder, bounded depth
+        meta = (read_config(directory) or {}).get("meta")
+    except SeqlabError:
         return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -11,8 +11,6 @@ It sits above ``core``, ``data`` and ``train`` and knows tasks only through
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,24 +22,15 @@ from .core import registry
 from .core.config import from_dict, to_dict
 from .core.device import resolve_device, set_threads, to_device
 from .core.errors import DataError, InputError, NotFittedError, WiringError
+from .core.files import ModelFiles, load_consistently, reading_model
 from .core.options import Options, check_batch_size
 from .core.serialization import (
-    CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, atomic_directory, check_model_dir, load_weights,
-    save_weights, write_json,
+    CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, atomic_directory, check_model_dir, check_weights_before_building,
+    load_weights, save_weights, write_json,
 )
 from .core.stage import Stage, check_wiring
 from .core.task import TaskModel
 from .data.collate import bucket_batches, pad_collate, select_rows
-
-#: Sub-folders of a run directory that ``save`` carries over when it replaces the model.
-KEPT_ON_SAVE = ("logs", "checkpoints")
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _columns(data: Any) -> dict[str, list]:
@@ -256,7 +245,13 @@ class Pipeline:
 
     # -- files ----------------------------------------------------------------------
     def save(self, directory: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
-        """Write the pipeline atomically: a crash leaves the previous save intact."""
+        """Write the pipeline into ``directory``: new, empty, or a folder seqlab saved to before.
+
+        A crash at any point leaves the previous model or this one loadable; only the files the
+        previous save wrote are replaced (``logs/``, ``checkpoints/`` and your own files stay).
+        A folder of other files is refused (``OutputDirError``), and so is one another process is
+        writing to (``FolderLockedError``, naming it).
+        """
         model = self._require_model()
         directory = Path(directory)
         config = {
@@ -276,19 +271,24 @@ class Pipeline:
                 config["stages"].append({**stage.to_config(), "dir": sub})
             save_weights(model, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "task": self.task})
             write_json(tmp / CONFIG_FILE, config)
-            for keep in KEPT_ON_SAVE:
-                if (directory / keep).is_dir():
-                    # Hard links: no copying of large checkpoints, and the old run stays intact on failure.
-                    shutil.copytree(directory / keep, tmp / keep, copy_function=_link_or_copy)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "auto") -> "Pipeline":
-        """Read a directory written by ``save``; refuses pickles, foreign and newer formats."""
+        """Read a directory written by ``save``; refuses pickles, foreign and newer formats.
+
+        Only regular files inside ``directory`` are read (links are refused), the weights' shapes
+        are checked against the config before the model is allocated, and NaN/inf weights are refused.
+        """
+        directory = Path(directory)
+        return load_consistently(directory, lambda: cls._load_once(directory, device))
+
+    @classmethod
+    def _load_once(cls, directory: Path, device: str | torch.device) -> "Pipeline":
         from .core.errors import ConfigError, ModelFileError
 
-        directory = Path(directory)
-        config = check_model_dir(directory)
+        files = ModelFiles(directory)
+        config = check_model_dir(directory, files)
         where = f"{directory / CONFIG_FILE}"
         root = directory.resolve()
         try:
@@ -298,20 +298,27 @@ class Pipeline:
             for index, entry in enumerate(config.get("stages", [])):
                 if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
                     raise ConfigError(f"stage {index}: expected a mapping with 'kind', 'config' and 'dir'")
-                stage_dir = (directory / entry["dir"]).resolve()
-                if not stage_dir.is_relative_to(root):
-                    raise ConfigError(f"stage {index}: its files {entry['dir']!r} lie outside the model directory")
+                if not isinstance(entry.get("dir"), str) or not (directory / entry["dir"]).resolve().is_relative_to(root):
+                    raise ConfigError(f"stage {index}: its files {str(entry.get('dir'))[:80]!r} lie outside the model directory")
+                stage_dir = files.path(entry["dir"])
                 stage = registry.stage_class(entry["kind"])(entry.get("config") or {})
-                stage.load_state(stage_dir)
+                with reading_model(directory):  # stage files: regular files inside the folder only
+                    stage.load_state(stage_dir)
                 stage.fitted = True
                 stages.append(stage)
             _check_stages_agree(task_cls, model_config, stages, where)
+            # Shapes from the header against a meta-device model: no allocation for absurd sizes.
+            with reading_model(directory):
+                check_weights_before_building(lambda: task_cls(model_config), files.path(WEIGHTS_FILE))
             model = task_cls(model_config)
+        except ModelFileError:
+            raise
         except (ConfigError, DataError, KeyError, TypeError, AttributeError, ValueError, OSError) as err:
-            raise ModelFileError(f"{where} cannot be used: {err}") from None
+            raise ModelFileError(f"{where} cannot be used: {_short(str(err), 300)}") from None
         except (RuntimeError, MemoryError) as err:  # sizes in the config that no machine can allocate
             raise ModelFileError(f"{where}: the model it describes cannot be built: {str(err)[:200]}") from None
-        load_weights(model, directory / WEIGHTS_FILE)
+        with reading_model(directory):
+            load_weights(model, files.path(WEIGHTS_FILE))
         model.eval()
         set_threads()  # seqlab's CPU thread default (auto), as in training
         return cls(stages, task_cls, model_config, device=device, model=model)
@@ -341,7 +348,7 @@ def _check_stages_agree(task_cls: type, model_config: Any, stages: list, where: 
         )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) and limit > 60 else repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 

@@ -34,6 +34,20 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
 def run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: str | Path | None = None) -> dict[str, Any]:
     """Train, evaluate on dev, save to ``recipe.output``, predict the recipe's examples.
 
+    Before anything is built, the output folder is checked and locked for the whole run
+    (``seqlab.core.files.claim_output_dir``): a file, the current directory, a folder of other
+    files or a folder another run is writing to is refused at once, with one line saying why.
+    """
+    from .core.files import claim_output_dir
+    from .train.distributed import env_rank
+
+    with claim_output_dir(recipe.output, purpose="seqlab train", enabled=env_rank() == 0):  # rank 0 alone writes
+        return _run_recipe(recipe, echo, resume_from)
+
+
+def _run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: str | Path | None = None) -> dict[str, Any]:
+    """Train, evaluate on dev, save to ``recipe.output``, predict the recipe's examples.
+
     Checkpoints go to ``<output>/checkpoints``, logs and curves to ``<output>/logs``;
     ``resume_from`` continues a run from its checkpoints. Under ``torchrun`` every process
     trains; only rank 0 evaluates, saves, plots and prints.

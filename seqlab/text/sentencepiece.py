@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seqlab.core.errors import ConfigError, DataError, InputError, ModelFileError
+from seqlab.core.files import read_regular_bytes
 from seqlab.core.serialization import atomic_write_bytes
 from seqlab.core.stage import Stage
 
@@ -323,7 +324,7 @@ class SentencePieceTokenizer(Stage):
         path = Path(directory) / self.FILE
         if not path.is_file():
             raise ModelFileError(f"{str(path)!r} is missing: the sentencepiece model of this pipeline")
-        self._set_model(path.read_bytes())
+        self._set_model(read_regular_bytes(path))  # a regular file inside the model folder
         if self.processor.piece_to_id(PAD) != PAD_ID or self.processor.id_to_piece(EOS_ID) != EOS:
             raise ModelFileError(
                 f"{str(path)!r} is not laid out as seqlab expects (<pad> 0, <unk> 1, <bos> 2, <eos> 3); "
