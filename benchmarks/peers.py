@@ -19,7 +19,7 @@ Three rows, each a ratio measured in this one process (or its workers) on this m
   seqlab runs the a-priori settings of ``benchmarks/ner.py`` with ``hidden_size=256``. Each
   system trains for the same wall-clock budget (``--budget-min``; word2vec, trained once
   for both, is not counted), keeps its best dev epoch, and is scored with the *same* metric
-  code (``NERModel.score_tags``: seqeval's default mode, 0–100). Reported: training tokens/s
+  code (``NERModel.entity_metrics``: seqeval's default mode, 0–100). Reported: training tokens/s
   (time inside training steps only), prediction sentences/s at batch 32 and 1 (pre-tokenized
   dev sentences, spans with scores), dev F1. Goal: seqlab ≥ 3× Flair's throughput at equal
   or better F1.
@@ -352,7 +352,7 @@ def bench_ner(args, python: str) -> tuple[dict, dict]:
            "threads": _threads(), "device": str(pipe.device), "base_path": str(work / "flair_run"),
            "batch1_sentences": args.batch1_sentences, "seed": settings["train"]["seed"]}
     flair = run_worker(python, "flair", job, work / "flair.log", timeout_s=budget_s * 3 + 1800)
-    flair_f1 = NERModel.score_tags(flair["predicted_tags"], dev_tags, "IOB2")["f1"]
+    flair_f1 = NERModel.entity_metrics(flair["predicted_tags"], dev_tags, "IOB2")["f1"]
     print(f"  flair: dev F1 {flair_f1:.2f}, {flair['train_tokens_per_s']:.0f} train tokens/s, "
           f"{flair['predict_sentences_per_s']:.0f} sent/s (b32), {flair['predict_sentences_per_s_batch1']:.0f} sent/s (b1); "
           f"{flair['epochs_completed']} epochs")
@@ -383,7 +383,7 @@ def bench_ner(args, python: str) -> tuple[dict, dict]:
         "seqlab": {"model": settings["model"], "train": settings["train"], "fit_s": round(seqlab_fit_s, 1),
                    "steps": result.steps, "stopped_by": result.stopped_by},
         "flair": {"version": flair_version, **flair["settings"]},
-        "metric": "seqlab.tasks.ner.NERModel.score_tags (seqeval default mode) on both systems' IOB2 output",
+        "metric": "seqlab.tasks.ner.NERModel.entity_metrics (seqeval default mode) on both systems' IOB2 output",
         "predict": {"batch32": f"{len(dev_tokens)} pre-tokenized dev sentences",
                     "batch1": f"the first {len(batch1)} dev sentences"},
     }

@@ -85,6 +85,7 @@ def main() -> None:
 
     from seqlab.metrics.translation import bleu, chrf
     from seqlab.recipe import load_recipe
+    from seqlab.tasks.translation import translation_pipeline
 
     m30k = corpora_dir() / "translation" / "multi30k"
     budget_s = args.budget_min * 60
@@ -104,7 +105,7 @@ def main() -> None:
 
     # 1. The joint subword model (its time counts against the budget).
     start = time.perf_counter()
-    pipe = recipe.build()
+    pipe = translation_pipeline(train, recipe.subwords, recipe.model, device=recipe.device)
     subword_s = time.perf_counter() - start
     model = pipe.model
     print(f"sentencepiece: {model.config.target_vocab_size} joint pieces in {subword_s:.1f} s; "
@@ -132,7 +133,7 @@ def main() -> None:
         print(f"  {text}  →  {translation}")
 
     # Target tokens per source token over the training corpus (+1: <eos>).
-    sp = model.target_tokenizer.processor
+    sp = pipe.stages[0].processor  # the joint model
     src_tokens = sum(len(x) for x in sp.encode(list(train["text"]), out_type=int))
     tgt_tokens = sum(len(x) + 1 for x in sp.encode(list(train["target"]), out_type=int))
     model.config.beam_size = BEAM  # the saved pipeline decodes with beam 5 by default

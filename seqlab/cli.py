@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .core.errors import SeqlabError
+from .core.errors import InputError, SeqlabError
 from .metrics.cli import METRIC_COMMANDS
 
 
@@ -45,10 +45,10 @@ def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
     from .core import registry
     from .core.config import from_dict
 
-    if len(rest) < 1:
-        raise SeqlabError("usage: seqlab eval MODEL_DIR DATA [--json]  or  seqlab eval {wer,cer,bleu,chrf,ner} ...")
-    as_json = "--json" in rest
-    data_args = [r for r in rest if r != "--json"]
+    data_args = list(args.data) + list(rest)
+    if not data_args:
+        raise InputError("give the DATA to evaluate on: seqlab eval MODEL_DIR DATA [--json]  (or seqlab eval {wer,cer,bleu,chrf,ner} ...)")
+    as_json = args.json
     pipe = load(args.target, device=args.device)
     recipe_cls = registry.recipe_class(pipe.task)
     saved = (_saved_meta(args.target).get("recipe") or {})
@@ -65,10 +65,13 @@ def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _saved_meta(directory: str) -> dict[str, Any]:
-    try:
-        return json.loads((Path(directory) / "config.json").read_text(encoding="utf-8")).get("meta") or {}
-    except (OSError, ValueError):
+    from .core.serialization import read_config
+
+    try:  # the same safe read as loading: a regular file inside the folder, bounded depth
+        meta = (read_config(directory) or {}).get("meta")
+    except SeqlabError:
         return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -78,25 +81,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = list(args.inputs)
     if not inputs:
         if sys.stdin.isatty():
-            raise SeqlabError("give inputs as arguments or on standard input, one per line")
+            raise InputError("give inputs as arguments or on standard input, one per line")
         inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if not inputs:
+            raise InputError("standard input held no inputs (no non-blank line); give inputs as arguments or one per line")
     pipe = load(args.model, device=args.device)
     kwargs = {}
     if args.attention_png:
         kwargs["return_attention"] = True
-    predictions = pipe.predict(inputs, **kwargs)
+    if getattr(pipe, "task", None) == "speech":
+        from .tasks.speech import transcribe_audio
+
+        # Clips of any length: long ones are transcribed in chunks, with timestamps.
+        predictions = transcribe_audio(pipe, inputs, **kwargs)
+    else:
+        predictions = pipe.predict(inputs, **kwargs)
     if args.attention_png:
         from .tasks.translation import save_attention_png
 
         save_attention_png(predictions[0], args.attention_png)
     for text, prediction in zip(inputs, predictions):
         if args.json and pipe.model.writes_files:  # arrays go to files; JSON names them
-            files = format_prediction(prediction, pipe.model, args.out_dir).split(", ")
+            files = format_prediction(prediction, pipe, args.out_dir).split(", ")
             print(json.dumps({"input": text, "files": files}, ensure_ascii=False))
         elif args.json:
             print(json.dumps({"input": text, "prediction": prediction}, ensure_ascii=False, default=str))
         else:
-            print(f"{text}\t{format_prediction(prediction, pipe.model, args.out_dir)}")
+            print(f"{text}\t{format_prediction(prediction, pipe, args.out_dir)}")
     return 0
 
 
@@ -111,8 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="DIR", help="continue a run from its checkpoints")
     train.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
-    evaluate = sub.add_parser("eval", help="evaluate a saved pipeline on data, or score files: wer cer bleu chrf ner")
-    evaluate.add_argument("target", help="MODEL_DIR, or a metric: " + ", ".join(METRIC_COMMANDS))
+    evaluate = sub.add_parser(
+        "eval", help="evaluate a saved pipeline on data, or score files: wer cer bleu chrf ner",
+        usage="seqlab eval MODEL_DIR DATA [DATA ...] [--json] [--device DEVICE]\n"
+              "       seqlab eval {" + ",".join(METRIC_COMMANDS) + "} ...   (seqlab eval wer --help)",
+        description="Evaluate a saved pipeline on labelled DATA and print the task's metrics, "
+                    "or score hypothesis files against references with a metric command.",
+    )
+    evaluate.add_argument("target", metavar="MODEL_DIR", help="directory written by training, or a metric: " + ", ".join(METRIC_COMMANDS))
+    evaluate.add_argument("data", nargs="*", metavar="DATA",
+                          help="labelled data in the recipe's format (e.g. corpora/sentiment/dev.tsv; translation: "
+                               "source and target files)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--device", default="auto")
 
     predict = sub.add_parser("predict", help="run a saved pipeline on inputs (arguments or stdin lines)")

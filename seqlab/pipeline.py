@@ -11,8 +11,6 @@ It sits above ``core``, ``data`` and ``train`` and knows tasks only through
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,25 +20,17 @@ import torch
 from . import __version__
 from .core import registry
 from .core.config import from_dict, to_dict
-from .core.device import resolve_device, to_device
+from .core.device import resolve_device, set_threads, to_device
 from .core.errors import DataError, InputError, NotFittedError, WiringError
+from .core.files import ModelFiles, load_consistently, reading_model
+from .core.options import Options, check_batch_size
 from .core.serialization import (
-    CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, atomic_directory, check_model_dir, load_weights,
-    save_weights, write_json,
+    CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, atomic_directory, check_model_dir, check_weights_before_building,
+    load_weights, save_weights, write_json,
 )
 from .core.stage import Stage, check_wiring
 from .core.task import TaskModel
 from .data.collate import bucket_batches, pad_collate, select_rows
-
-#: Sub-folders of a run directory that ``save`` carries over when it replaces the model.
-KEPT_ON_SAVE = ("logs", "checkpoints")
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def _columns(data: Any) -> dict[str, list]:
@@ -88,8 +78,7 @@ class Pipeline:
         self.model_config = model_config
         self.device = resolve_device(device)
         for stage in self.stages:
-            if callable(getattr(stage, "to", None)):
-                stage.to(self.device)  # feature stages compute on the pipeline's device
+            stage.to(self.device)  # feature stages compute on the pipeline's device
         self.model = model.to(self.device) if model is not None else None
         self.train_result = None
         # Fail at construction, not deep inside training.
@@ -170,7 +159,10 @@ class Pipeline:
                 raise DataError("the dev dataset is empty; pass dev=None to train without one")
             processed = self.preprocess(dev_columns, with_targets=False)
             references = {c: dev_columns[c] for c in self.task_cls.target_columns}
-            evaluate = lambda: self._evaluate_processed(processed, references)  # noqa: E731
+            # Now, not at the end of epoch 1: a dev row the evaluation cannot use (a transcript
+            # character the model has no label for) would otherwise throw that epoch away.
+            self.model.check_references(references, "dev example")
+            evaluate = lambda: self._metrics_on_processed(processed, references)  # noqa: E731
         trainer = Trainer(train_config, device=self.device, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
         self.train_result = trainer.fit(self.model, columns, evaluate, resume_from=resume_from)
         self.model.eval()
@@ -182,9 +174,11 @@ class Pipeline:
             raise NotFittedError("this pipeline has no model yet: call fit() or seqlab.load() first")
         return self.model
 
-    def _decode(self, processed: Mapping[str, list], batch_size: int) -> list[Any]:
+    def _decode(self, processed: Mapping[str, list], batch_size: int, options: Options | None = None) -> list[Any]:
         model = self._require_model()
         model.eval()
+        if options is None:
+            options = model.parse_options({})
         pads = model.pad_values(training=False)
         length_column = model.length_column()
         # A scalar column (a class to generate from) counts as length 1.
@@ -196,23 +190,32 @@ class Pipeline:
             batch = to_device(pad_collate(select_rows(needed, indices), pads), self.device)
             batch["_raw"] = select_rows(extra, indices)
             with torch.inference_mode():
-                decoded = model.decode(batch)
+                decoded = model.decode(batch, options)
             for i, out in zip(indices, decoded):
                 outputs[i] = out
         return outputs
 
-    def predict(self, inputs: Sequence[Any], batch_size: int = 64, **columns: Any) -> list[Any]:
-        """Predict for a list of raw inputs; extra keyword columns are broadcast to every row."""
+    def predict(self, inputs: Sequence[Any], batch_size: int = 64, **options: Any) -> list[Any]:
+        """Predict for a list of raw inputs, ``batch_size`` at a time.
+
+        ``options`` are the task's per-call options (``TaskModel.options``): an unknown
+        name, or a value of the wrong type or range, is an ``InputError`` raised before
+        anything runs.
+        """
         model = self._require_model()
+        batch_size = check_batch_size(batch_size)
         inputs = list(inputs)
+        opts = model.parse_options(options, rows=len(inputs))
         if not inputs:
             return []
         checked = [model.check_input(x, i) for i, x in enumerate(inputs)]
         data = {model.input_column: checked}
-        for name, value in columns.items():
-            data[name] = list(value) if isinstance(value, (list, tuple)) and len(value) == len(inputs) else [value] * len(inputs)
+        for name, option in model.options.items():
+            value = opts[name]
+            if option.column and value is not None:  # data for the stages (a clip's sample rate)
+                data[name] = list(value) if isinstance(value, list) else [value] * len(inputs)
         processed = self.preprocess(data, with_targets=False)
-        return self._decode(processed, batch_size)
+        return self._decode(processed, batch_size, opts)
 
     def __call__(self, inputs: Any, **kwargs: Any) -> Any:
         """``pipe("text")`` → one output; ``pipe(["a", "b"])`` → a list."""
@@ -221,20 +224,14 @@ class Pipeline:
         return self.predict([inputs], **kwargs)[0]
 
     # -- evaluation -----------------------------------------------------------------
-    def _evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], batch_size: int = 128) -> dict[str, float]:
+    def _metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list], batch_size: int = 128) -> dict[str, float]:
         model = self._require_model()
-        custom = getattr(model, "evaluate_processed", None)
-        if callable(custom):
-            return custom(processed, references, self.device)
-        outputs = self._decode(processed, batch_size)
-        metrics = model.score(outputs, references)
-        if model.selection_tiebreak is not None:
-            metrics.update(model.tiebreak_metrics(processed, references, self.device))
-        return metrics
+        return model.metrics_on_processed(processed, references, lambda rows: self._decode(rows, batch_size), self.device)
 
     def evaluate(self, data: Any, batch_size: int = 128) -> dict[str, float]:
         """The task's metrics on labelled ``data`` (dict of lists or Dataset)."""
         model = self._require_model()
+        batch_size = check_batch_size(batch_size)
         columns = _columns(data)
         if _num_rows(columns) == 0:
             raise DataError("the evaluation dataset is empty")
@@ -245,11 +242,17 @@ class Pipeline:
             model.check_input(x, i)
         processed = self.preprocess(columns, with_targets=False)
         references = {c: columns[c] for c in model.target_columns}
-        return self._evaluate_processed(processed, references, batch_size)
+        return self._metrics_on_processed(processed, references, batch_size)
 
     # -- files ----------------------------------------------------------------------
     def save(self, directory: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
-        """Write the pipeline atomically: a crash leaves the previous save intact."""
+        """Write the pipeline into ``directory``: new, empty, or a folder seqlab saved to before.
+
+        A crash at any point leaves the previous model or this one loadable; only the files the
+        previous save wrote are replaced (``logs/``, ``checkpoints/`` and your own files stay).
+        A folder of other files is refused (``OutputDirError``), and so is one another process is
+        writing to (``FolderLockedError``, naming it).
+        """
         model = self._require_model()
         directory = Path(directory)
         config = {
@@ -269,19 +272,24 @@ class Pipeline:
                 config["stages"].append({**stage.to_config(), "dir": sub})
             save_weights(model, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "task": self.task})
             write_json(tmp / CONFIG_FILE, config)
-            for keep in KEPT_ON_SAVE:
-                if (directory / keep).is_dir():
-                    # Hard links: no copying of large checkpoints, and the old run stays intact on failure.
-                    shutil.copytree(directory / keep, tmp / keep, copy_function=_link_or_copy)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "auto") -> "Pipeline":
-        """Read a directory written by ``save``; refuses pickles, foreign and newer formats."""
+        """Read a directory written by ``save``; refuses pickles, foreign and newer formats.
+
+        Only regular files inside ``directory`` are read (links are refused), the weights' shapes
+        are checked against the config before the model is allocated, and NaN/inf weights are refused.
+        """
+        directory = Path(directory)
+        return load_consistently(directory, lambda: cls._load_once(directory, device))
+
+    @classmethod
+    def _load_once(cls, directory: Path, device: str | torch.device) -> "Pipeline":
         from .core.errors import ConfigError, ModelFileError
 
-        directory = Path(directory)
-        config = check_model_dir(directory)
+        files = ModelFiles(directory)
+        config = check_model_dir(directory, files)
         where = f"{directory / CONFIG_FILE}"
         root = directory.resolve()
         try:
@@ -291,21 +299,29 @@ class Pipeline:
             for index, entry in enumerate(config.get("stages", [])):
                 if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
                     raise ConfigError(f"stage {index}: expected a mapping with 'kind', 'config' and 'dir'")
-                stage_dir = (directory / entry["dir"]).resolve()
-                if not stage_dir.is_relative_to(root):
-                    raise ConfigError(f"stage {index}: its files {entry['dir']!r} lie outside the model directory")
+                if not isinstance(entry.get("dir"), str) or not (directory / entry["dir"]).resolve().is_relative_to(root):
+                    raise ConfigError(f"stage {index}: its files {str(entry.get('dir'))[:80]!r} lie outside the model directory")
+                stage_dir = files.path(entry["dir"])
                 stage = registry.stage_class(entry["kind"])(entry.get("config") or {})
-                stage.load_state(stage_dir)
+                with reading_model(directory):  # stage files: regular files inside the folder only
+                    stage.load_state(stage_dir)
                 stage.fitted = True
                 stages.append(stage)
             _check_stages_agree(task_cls, model_config, stages, where)
+            # Shapes from the header against a meta-device model: no allocation for absurd sizes.
+            with reading_model(directory):
+                check_weights_before_building(lambda: task_cls(model_config), files.path(WEIGHTS_FILE))
             model = task_cls(model_config)
+        except ModelFileError:
+            raise
         except (ConfigError, DataError, KeyError, TypeError, AttributeError, ValueError, OSError) as err:
-            raise ModelFileError(f"{where} cannot be used: {err}") from None
+            raise ModelFileError(f"{where} cannot be used: {_short(str(err), 300)}") from None
         except (RuntimeError, MemoryError) as err:  # sizes in the config that no machine can allocate
             raise ModelFileError(f"{where}: the model it describes cannot be built: {str(err)[:200]}") from None
-        load_weights(model, directory / WEIGHTS_FILE)
+        with reading_model(directory):
+            load_weights(model, files.path(WEIGHTS_FILE))
         model.eval()
+        set_threads()  # seqlab's CPU thread default (auto), as in training
         return cls(stages, task_cls, model_config, device=device, model=model)
 
     def __repr__(self) -> str:
@@ -333,7 +349,7 @@ def _check_stages_agree(task_cls: type, model_config: Any, stages: list, where: 
         )
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) and limit > 60 else repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
 

@@ -50,7 +50,8 @@ def test_save_load_round_trip_gives_identical_predictions(fitted, tmp_path):
     texts = ["a great film", "a dull mess", "the plot was so boring", "unknownword"]
     fitted.save(tmp_path / "model")
     files = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert files == ["config.json", "model.safetensors", "stages"]
+    # + seqlab's manifest (what this save wrote) and its lock file (docs/errors.md, "Files and faults")
+    assert files == [".seqlab-manifest.json", ".seqlab.lock", "config.json", "model.safetensors", "stages"]
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["format"] == "seqlab.pipeline" and config["task"] == "sentiment"
     loaded = seqlab.load(tmp_path / "model", device="cpu")
@@ -82,6 +83,25 @@ def test_bad_prediction_inputs_are_named(fitted):
     with pytest.raises(InputError, match="empty"):
         fitted("")
     assert fitted.predict([]) == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8", None])
+def test_bad_batch_size_is_an_input_error(fitted, bad):
+    with pytest.raises(InputError, match="batch_size must be a positive integer"):
+        fitted.predict(["good"], batch_size=bad)
+    with pytest.raises(InputError, match="batch_size must be a positive integer"):
+        fitted.evaluate({"text": ["good"], "label": [1]}, batch_size=bad)
+
+
+def test_unknown_per_call_option_is_refused_naming_the_valid_ones(fitted):
+    # Sentiment declares no options: only the Pipeline's own batch_size is valid.
+    with pytest.raises(InputError, match=r"unknown option 'batch_sise' \(did you mean 'batch_size'\?\); valid options: batch_size"):
+        fitted("good", batch_sise=2)
+    with pytest.raises(InputError, match="unknown option 'temprature'"):
+        fitted.predict([], temprature=0.5)  # refused even when there is nothing to predict
+    one, all_ = fitted.predict(["good", "bad film"], batch_size=1), fitted.predict(["good", "bad film"], batch_size=64)
+    assert [o["label"] for o in one] == [o["label"] for o in all_]
+    assert [o["score"] for o in one] == pytest.approx([o["score"] for o in all_], abs=1e-6)
 
 
 def test_bad_training_data():

@@ -708,7 +708,9 @@ class LogMel(Stage):
         if not path.is_file():
             raise ModelFileError(f"{str(path)!r} is missing: the {self.kind} stage uses global CMVN and needs its statistics")
         try:
-            payload = json.loads(path.read_text())
+            from ..core.files import read_json_file
+
+            payload = read_json_file(path)  # a regular file inside the model folder
             self.transform.set_cmvn(payload["mean"], payload["std"])
         except (ValueError, KeyError, TypeError) as err:
             raise ModelFileError(f"{str(path)!r} is not a valid CMVN file: {err}") from None

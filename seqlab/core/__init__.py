@@ -13,6 +13,7 @@ _EXPORTS = {
     "ConfigError": "errors", "DataError": "errors", "DeviceError": "errors", "InputError": "errors",
     "ModelFileError": "errors", "NotFittedError": "errors", "SeqlabError": "errors",
     "TrainingError": "errors", "WiringError": "errors",
+    "OutputDirError": "errors", "FolderLockedError": "errors",
     "Stage": "stage", "check_wiring": "stage",
     "TaskModel": "task",
 }

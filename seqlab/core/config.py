@@ -21,9 +21,18 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
-def _suggest(key: str, valid: list[str]) -> str:
+def suggest(key: str, valid: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``valid`` to ``key``, or ``""``.
+
+    >>> suggest("beam_sise", ["beam_size", "decoder"])
+    " (did you mean 'beam_size'?)"
+    """
     close = difflib.get_close_matches(key, valid, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+#: The former private name, kept for code written against it.
+_suggest = suggest
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -53,7 +62,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value not in allowed:
             raise ConfigError(
                 f"{where}: {value!r} is not one of {', '.join(repr(a) for a in allowed)}"
-                + _suggest(str(value), [str(a) for a in allowed])
+                + suggest(str(value), [str(a) for a in allowed])
             )
         return value
     if origin in (list, tuple):
@@ -127,7 +136,7 @@ def from_dict(cls: type[T], data: dict | None, where: str = "config") -> T:
         if key not in fields:
             valid = sorted(fields)
             raise ConfigError(
-                f"{where}: unknown key {key!r}{_suggest(str(key), valid)}; valid keys: {', '.join(valid)}"
+                f"{where}: unknown key {key!r}{suggest(str(key), valid)}; valid keys: {', '.join(valid)}"
             )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:

@@ -1,11 +1,13 @@
-"""The one device policy: CUDA when there is a GPU, else the CPU, overridable.
+"""The one device policy: CUDA when there is a GPU, else the CPU, overridable; and CPU threads.
 
 No other module calls ``.cuda()``: everything asks ``resolve_device`` and moves
-tensors with ``to_device``.
+tensors with ``to_device``. ``set_threads`` is the one place that decides how many CPU
+threads torch uses (training, ``seqlab predict``/``eval``, ``Pipeline.load``).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
@@ -56,3 +58,47 @@ def autocast(device: torch.device, enabled: bool = True, dtype: torch.dtype | No
     if device.type != "cuda" or not enabled:
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=dtype or torch.bfloat16)
+
+
+#: ``auto_threads`` never gives more than this: seqlab's models are small (hidden sizes of
+#: 64–512), so on a many-core machine more threads mostly add barrier waits; a config that
+#: wants more says so (``train.threads``).
+MAX_AUTO_THREADS = 4
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; ``os.cpu_count`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_threads(cores: int | None = None) -> int:
+    """The thread count for ``threads: null`` (auto): half the usable cores, at least 1, at most 4.
+
+    Why half: torch's default (one thread per core) makes every intra-op kernel wait at a
+    barrier for its slowest thread, so when anything else runs on the machine the threads
+    stall each other. On a 2-core machine with other jobs busy, the shipped recipes trained
+    3–23× slower with 2 threads than with 1 (docs/training.md has the figures). Half the
+    cores leaves room for the data pipeline, the OS and a neighbour, and is 1 on 2 cores.
+
+    >>> auto_threads(2), auto_threads(1), auto_threads(8), auto_threads(64)
+    (1, 1, 4, 4)
+    """
+    cores = usable_cores() if cores is None else cores
+    return max(1, min(MAX_AUTO_THREADS, cores // 2))
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads (process-global) and return the number now in use.
+
+    ``threads`` is used as given; ``None`` means auto: ``auto_threads()``, but never more than
+    torch uses already, so ``OMP_NUM_THREADS=1`` or an earlier ``torch.set_num_threads(1)``
+    stays in force.
+    """
+    if threads is None:
+        threads = min(auto_threads(), torch.get_num_threads())
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads

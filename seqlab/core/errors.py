@@ -41,3 +41,11 @@ class DeviceError(SeqlabError, RuntimeError):
 
 class TrainingError(SeqlabError, RuntimeError):
     """Training cannot go on (for example, the loss stayed NaN for too many steps)."""
+
+
+class OutputDirError(SeqlabError, ValueError):
+    """A folder cannot receive a model: a file, the current directory, a folder of someone else's files."""
+
+
+class FolderLockedError(SeqlabError, RuntimeError):
+    """Another seqlab process (or thread) is writing into the same folder; the message names it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .config import _suggest
+from .config import suggest
 from .errors import ConfigError
 
 STAGES: dict[str, str] = {
@@ -18,7 +18,8 @@ STAGES: dict[str, str] = {
     "sentencepiece": "seqlab.text.sentencepiece:SentencePieceTokenizer",
     "vocabulary": "seqlab.text.vocab:VocabularyStage",
     "label_encoder": "seqlab.text.labels:LabelEncoder",
-    "tag_encoder": "seqlab.tasks.ner:TagEncoder",
+    "tag_encoder": "seqlab.text.tagged:TagEncoder",
+    "sentence_tokenizer": "seqlab.text.tagged:SentenceTokenizer",
     "word2vec": "seqlab.embeddings.word2vec:Word2VecStage",
     "audio_loader": "seqlab.audio.io:AudioLoader",
     "mfcc": "seqlab.audio.features:MFCC",
@@ -54,7 +55,7 @@ RECIPES: dict[str, str] = {
 def _resolve(table: dict[str, str], name: str, what: str) -> Any:
     if name not in table:
         valid = sorted(table)
-        raise ConfigError(f"unknown {what} {name!r}{_suggest(name, valid)}; known: {', '.join(valid)}")
+        raise ConfigError(f"unknown {what} {name!r}{suggest(name, valid)}; known: {', '.join(valid)}")
     module, _, attr = table[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -64,6 +65,14 @@ def stage_class(name: str) -> type:
 
 
 def task_class(name: str) -> type:
+    if name not in TASKS:
+        known = sorted(set(TASKS) | set(RECIPES))
+        if name in RECIPES:
+            raise ConfigError(
+                f"task {name!r} has no Pipeline task model: train it from a recipe (seqlab train pipelines/{name}.yaml) "
+                "and load it with seqlab.load; Pipeline tasks: " + ", ".join(sorted(TASKS))
+            )
+        raise ConfigError(f"unknown task {name!r}{suggest(name, known)}; known: {', '.join(known)}")
     return _resolve(TASKS, name, "task")
 
 

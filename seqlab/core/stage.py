@@ -84,6 +84,14 @@ class Stage:
             )
         return self.map(batch)
 
+    def to(self, device: Any) -> "Stage":
+        """Compute on ``device`` from now on; the Pipeline calls this with its device.
+
+        Most stages compute on the CPU whatever the device and ignore it; feature stages
+        (MFCC, log-mel) move their transform there.
+        """
+        return self
+
     # -- persistence ----------------------------------------------------------------
     def save_state(self, directory: Path) -> None:
         """Write what ``fit`` learned into ``directory`` (plain files, never pickle)."""

@@ -1,15 +1,44 @@
-"""The task-model interface that the Trainer and the Pipeline rely on.
+"""The task interface: the one shape every task has, and the only way the Pipeline and the Trainer see a task.
 
-A task model is ``encoder + head`` as one ``torch.nn.Module``; the head owns its loss
-and its decoding. The Trainer knows a task only through ``loss``; the Pipeline through
-``collate``, ``decode``, ``score`` and ``check_input``. Its config (a dataclass) holds
-everything needed to rebuild it — including what it learned from the fitted stages
-(vocabulary size, label names) — so ``config.json`` + ``model.safetensors`` restore it.
+A task is a configuration dataclass (``Config``) plus a ``TaskModel`` subclass — an
+``nn.Module`` that is encoder + head, the head owning its loss and its decoding. The
+Pipeline and the Trainer call these members directly (none is looked up with ``getattr``);
+each has a working default where one makes sense. ``docs/architecture.md`` walks through
+them with a complete small task.
+
+=====================  ===============================  ==========================================
+member                 called by                        does
+=====================  ===============================  ==========================================
+``task``, ``Config``   registry, ``Pipeline.load``      name; the config dataclass (from YAML/JSON)
+``input_column``,      ``Pipeline.fit/predict/eval``    the raw prediction column; the raw target
+``target_columns``                                      columns of training/evaluation data
+``configure``          ``from_stages``, ``load``        fill the config from the fitted stages
+``from_stages``,       ``Pipeline.fit``                 build a fresh model for fitted stages
+``initialize``
+``pad_values``,        ``Pipeline`` (prediction         processed columns the model reads and their
+``length_column``      batches), default batching       padding; the column that drives bucketing
+``check_input``        ``Pipeline.predict/evaluate``    validate one raw input (``InputError``)
+``options``            ``Pipeline.predict``             the per-call options (``core.options``),
+                                                        validated once; ``decode`` gets ``Options``
+``loss``/``forward``   the Trainer                      the training loss of a batch
+``decode``             ``Pipeline.predict``             one output per example of a batch
+``metrics``            ``metrics_on_processed``         the task's metrics of decoded outputs
+``metrics_on_          ``Pipeline.evaluate``, the       metrics of preprocessed data (default:
+processed``            Trainer's dev evaluation         decode, then ``metrics``)
+``selection_*``,       the Trainer                      which dev metric picks the best weights;
+``tiebreak_metrics``                                    a metric that breaks its ties
+training section       the Trainer                      batching (``train_batches``, default in
+                                                        ``data/collate``), optional TBPTT state,
+                                                        an optional custom optimisation step
+=====================  ===============================  ==========================================
+
+Its config holds everything needed to rebuild the model — including what it learned from
+the fitted stages (vocabulary size, label names) — so ``config.json`` + ``model.safetensors``
++ the stages' files restore it, and a loaded pipeline can be trained further.
 """
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +47,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .options import Option, Options, parse_options
 
 
 @dataclass
@@ -57,8 +87,11 @@ class TaskModel(nn.Module):
     #: A dev metric (lower is better) that breaks ties of the selection metric, for metrics that
     #: saturate on a small dev set (a WER of 0 reached early); computed by :meth:`tiebreak_metrics`.
     selection_tiebreak: ClassVar[str | None] = None
+    #: The per-call options of ``pipe(x, name=value)`` / ``Pipeline.predict``: name → ``Option``.
+    #: An undeclared name is an ``InputError`` naming these (and ``batch_size``).
+    options: ClassVar[dict[str, Option]] = {}
     #: Whether :meth:`format_output` writes each prediction to files (arrays: denoised
-    #: features, generated images) and returns their paths instead of the prediction itself.
+    #: features, generated images) and returns their paths instead of rendering it.
     writes_files: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
@@ -81,8 +114,8 @@ class TaskModel(nn.Module):
     #: evaluations, saves it in checkpoints and puts it back on resume.
     tbptt_state: Any = None
 
-    def train_batches(self, columns: Mapping[str, list], config: Any, epoch: int) -> Sequence[dict[str, Any]] | None:
-        """The epoch's training batches (dicts of CPU tensors), or None for the shared default.
+    def train_batches(self, columns: Mapping[str, list], config: Any, epoch: int) -> Iterable[dict[str, Any]] | None:
+        """The epoch's training batches (dicts of CPU tensors, in order), or None for the shared default.
 
         ``columns`` are the processed training columns; ``config`` is the ``TrainConfig``
         (``batch_size``, ``max_tokens``, ``bucket_factor``, ``seed``); ``epoch`` counts from 1.
@@ -141,9 +174,14 @@ class TaskModel(nn.Module):
     def initialize(self, stages: list) -> None:
         """Set what a new model takes from the stages beyond its config (pretrained vectors, tokenizers)."""
 
-    def tiebreak_metrics(self, processed: Any, references: Any, device: Any) -> dict[str, float]:
-        """The :attr:`selection_tiebreak` metric on processed dev data (none by default)."""
-        return {}
+    def check_references(self, references: Any, where: str = "dev example") -> None:
+        """Check the raw target columns of evaluation data against what this model can represent.
+
+        ``Pipeline.fit`` calls it on the dev set before training starts, so a dev row the
+        evaluation would fail on (a transcript character no output label covers) is a
+        ``DataError`` naming ``where``, the row and the value before any epoch is spent, not
+        at the end of the first one. Nothing to check by default.
+        """
 
     # -- data -----------------------------------------------------------------------
     @property
@@ -168,6 +206,13 @@ class TaskModel(nn.Module):
                 raise InputError(f"input {index}: the text is empty or only white space; give at least one word")
         return value
 
+    def parse_options(self, given: dict[str, Any], rows: int | None = None) -> Options:
+        """``given`` checked against :attr:`options`; every option comes back, defaults filled in.
+
+        Unknown names and ill-typed or out-of-range values are an ``InputError``.
+        """
+        return parse_options(self.options, given, self.config, rows=rows)
+
     # -- training and decoding -------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss; ``forward`` so that DDP's gradient hooks see the call."""
@@ -177,34 +222,62 @@ class TaskModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, torch.Tensor]) -> list[Any]:
-        """One output per example (label with scores, tags, text…)."""
-        raise NotImplementedError
+    def decode(self, batch: dict[str, Any], options: Options) -> list[Any]:
+        """One output per example (label with scores, tags, text…).
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
-        """The task's metrics for ``outputs`` against the raw target columns."""
-        raise NotImplementedError
-
-    # -- output ----------------------------------------------------------------------
-    def format_output(self, output: Any, out_dir: Path | None = None) -> str:
-        """Plain-text rendering of one prediction (what ``seqlab predict`` prints).
-
-        A task with :attr:`writes_files` writes the prediction under ``out_dir`` (default
-        ``./seqlab-predictions``) and returns the paths it wrote, comma-separated.
+        ``batch`` holds the padded tensors of :meth:`pad_values` and, under ``"_raw"``, the
+        batch's other processed columns as lists (the raw text, the tokens). ``options``
+        holds every declared option, validated (see :attr:`options`).
         """
-        return plain_text(output)
+        raise NotImplementedError
 
+    # -- metrics ---------------------------------------------------------------------
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+        """The task's metrics for decoded ``outputs`` against the raw target columns.
 
-def plain_text(output: Any) -> str:
-    """A short human form of one prediction: ``label (score)``, a text, or JSON.
+        The keys include :attr:`selection_metric` (unless that is ``"loss"``).
+        """
+        raise NotImplementedError
 
-    >>> plain_text({"label": "pos", "score": 0.9})
-    'pos (0.900)'
-    """
-    if isinstance(output, dict) and "label" in output and "score" in output:
-        return f"{output['label']} ({output['score']:.3f})"
-    if isinstance(output, dict) and isinstance(output.get("text"), str):
-        return output["text"]
-    if isinstance(output, (dict, list)):
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list],
+                             decode: Callable[[Mapping[str, list]], list[Any]], device: Any) -> dict[str, float]:
+        """The metrics of preprocessed data: what ``Pipeline.evaluate`` and the Trainer's dev evaluation report.
+
+        ``decode(processed)`` decodes the rows in batches with the default options. The
+        default is :meth:`metrics` of those outputs plus :meth:`tiebreak_metrics`; a task
+        whose metric needs no decoding (perplexity) or a cheaper decoding (Viterbi without
+        confidences) overrides this.
+        """
+        metrics = self.metrics(decode(processed), dict(references))
+        if self.selection_tiebreak is not None:
+            metrics.update(self.tiebreak_metrics(processed, references, device))
+        return metrics
+
+    def tiebreak_metrics(self, processed: Any, references: Any, device: Any) -> dict[str, float]:
+        """The :attr:`selection_tiebreak` metric on processed dev data (none by default)."""
+        return {}
+    # -- presenting -------------------------------------------------------------------
+    def format_output(self, output: Any, out_dir: Path | None = None) -> str:
+        """One decoded output as one line of plain text (``seqlab predict``, the examples after training).
+
+        A task with :attr:`writes_files` writes the output (an array) to files under ``out_dir``
+        (default ``./seqlab-predictions``, numbered, never overwritten) and returns their paths,
+        comma-separated; other tasks ignore ``out_dir``.
+
+        The task's own conventions: a label with its score, entities marked in the sentence, the
+        translation, the transcript, the generated text. This default covers outputs with a
+        ``label`` and a ``score`` (``"positive (0.982)"``), plain strings, and dicts with a
+        ``text``; anything else becomes compact JSON. ``--json`` output is the decoded value itself.
+
+        >>> TaskModel(None).format_output({"label": "pos", "score": 0.9812})
+        'pos (0.981)'
+        """
+        if isinstance(output, dict) and "label" in output and isinstance(output.get("score"), (int, float)):
+            return f"{output['label']} ({output['score']:.3f})"
+        if isinstance(output, str):
+            return output
+        if isinstance(output, dict) and isinstance(output.get("text"), str):
+            return output["text"]
+        import json
+
         return json.dumps(output, ensure_ascii=False, default=str)
-    return str(output)

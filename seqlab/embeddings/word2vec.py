@@ -396,16 +396,18 @@ class Word2VecStage(Stage):
     def load_state(self, directory: Path) -> None:
         from gensim.models import KeyedVectors
         from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load as load_bytes
+
+        from ..core.files import excerpt, read_regular_bytes
 
         directory = Path(directory)
         path = directory / self.VECTORS_FILE
         if not path.is_file():
             raise ModelFileError(f"{str(path)!r} is missing: the word vectors of this pipeline")
         try:
-            weights = load_file(str(path))["vectors"]
+            weights = load_bytes(read_regular_bytes(path))["vectors"]  # a regular file inside the model folder
         except (SafetensorError, OSError, KeyError) as err:
-            raise ModelFileError(f"{str(path)!r} is corrupt: {err}") from None
+            raise ModelFileError(f"{str(path)!r} is corrupt: {excerpt(str(err), 160)}") from None
         words = read_token_file(directory / self.VOCAB_FILE)
         if len(words) != weights.shape[0]:
             raise ModelFileError(

@@ -2,7 +2,8 @@
 
 - WER / CER and alignments: jiwer 4 (``error_rate``), with an explicit text ``normalization``;
 - corpus BLEU / chrF with sacrebleu's signature: sacrebleu 2 (``translation``);
-- entity precision / recall / F1, conlleval or scheme-strict: seqeval (``entities``);
+- entity precision / recall / F1, seqeval's default reading (conlleval's for B/I/O tags) or
+  scheme-strict: seqeval (``entities``);
 - accuracy and macro F1 (``classification``);
 - a batched Levenshtein distance in torch for training-time WER/CER (``edit_distance``).
 

@@ -216,7 +216,8 @@ def _ner(args: argparse.Namespace, stdin: Any, stdout: Any) -> None:
     from .entities import EntityF1Accumulator, TagSequenceError
 
     if args.scheme is not None and args.mode != "strict":
-        raise _BadInput(f"--scheme {args.scheme} applies only with --mode strict (default mode reads tags as conlleval)")
+        raise _BadInput(f"--scheme {args.scheme} applies only with --mode strict "
+                        "(the default mode reads tags as seqeval does; conlleval too for B/I/O tags)")
     if sum(p == "-" for p in (args.gold, args.pred)) > 1:
         raise _BadInput("only one input may be '-' (standard input)")
     gold_name, gold, gold_lines = _read_conll(args.gold, "GOLD", stdin)
@@ -248,7 +249,7 @@ def _ner(args: argparse.Namespace, stdin: Any, stdout: Any) -> None:
         payload["per_type"] = {k: v.as_dict() for k, v in scores.per_type.items()}
         rows += [row(k, v) for k, v in scores.per_type.items()]
     rows.append(row("micro", scores.micro))
-    how = f"strict, scheme {scores.scheme}" if scores.mode == "strict" else "default (conlleval)"
+    how = f"strict, scheme {scores.scheme}" if scores.mode == "strict" else "default (seqeval; conlleval for B/I/O)"
     human = f"entity F1, mode {how}, {len(gold)} sentences\n" + _table(rows)
     _emit(stdout, payload, human, args.json)
 
@@ -282,7 +283,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        description="entity P/R/F1 of CoNLL files (tag = last column; blank line between sentences)")
     p.add_argument("gold", metavar="GOLD", help="gold CoNLL file, or - for standard input")
     p.add_argument("pred", metavar="PRED", help="predicted CoNLL file, or - for standard input")
-    p.add_argument("--mode", choices=ENTITY_MODES, default="default", help="default (conlleval) or strict")
+    p.add_argument("--mode", choices=ENTITY_MODES, default="default",
+                   help="default (seqeval's lenient reading; the same as conlleval's for B/I/O tags) or strict")
     p.add_argument("--scheme", choices=SCHEMES, default=None, help="tagging scheme for --mode strict (IOB2)")
     p.add_argument("--details", action="store_true", help="per-type scores")
     p.add_argument("--json", action="store_true", help=json_help)

@@ -8,8 +8,11 @@ correct / predicted, recall = correct / gold, F1 = 2PR / (P + R), each 0 when un
 
 Two ways to read chunks, both seqeval's:
 
-- ``mode="default"``: conlleval-compatible (``seqeval.metrics.sequence_labeling.get_entities``).
-  Lenient: ``O I-PER`` starts a PER entity, any B-/I-/E-/S- prefix is understood.
+- ``mode="default"``: seqeval's lenient reading (``seqeval.metrics.sequence_labeling.get_entities``):
+  ``O I-PER`` starts a PER entity, any B-/I-/E-/S- prefix is understood. For tags with only
+  B-/I-/O prefixes this equals the CoNLL ``conlleval`` script. With S- or E- tags it follows
+  seqeval, not conlleval: conlleval has no rule for ``S`` (``S-PER S-PER`` is one entity to
+  it, two here) and does not split ``E-PER B-PER`` (tests/metrics/test_conlleval_agreement.py).
 - ``mode="strict"``: chunks follow a tagging ``scheme`` exactly (``seqeval.scheme``: IOB1,
   IOB2, IOE1, IOE2, IOBES, BILOU; default IOB2). A prediction that breaks the scheme
   (``O I-PER`` in IOB2) forms no entity and so costs precision/recall — that is what strict
@@ -35,11 +38,11 @@ from typing import Any
 from ..core.errors import ConfigError, DataError
 from .base import Accumulator, check_choice, check_same_length
 
-#: ``mode`` values: conlleval-compatible or scheme-strict chunking.
+#: ``mode`` values: seqeval's lenient chunking (= conlleval for B/I/O tags) or scheme-strict.
 ENTITY_MODES = ("default", "strict")
 #: Tagging schemes strict mode accepts (the names of seqeval's scheme classes).
 SCHEMES = ("IOB1", "IOB2", "IOE1", "IOE2", "IOBES", "BILOU")
-_DEFAULT_MODE_PREFIXES = "BIES"  # what conlleval / seqeval's get_entities understands
+_DEFAULT_MODE_PREFIXES = "BIES"  # what seqeval's get_entities understands (conlleval: B, I, E)
 
 
 class TagSequenceError(DataError):
@@ -128,7 +131,7 @@ def _check_tag(tag: Any, prefixes: str, side: str, sentence: int, token: int, sc
         raise TagSequenceError(side, sentence, token, tag, f"is a {type(tag).__name__}, not a string")
     if tag == "O":
         return
-    where = f"the {scheme} scheme" if scheme else "conlleval (default mode)"
+    where = f"the {scheme} scheme" if scheme else "the default mode (seqeval's reading)"
     if not tag or tag[0] not in prefixes:
         raise TagSequenceError(side, sentence, token, tag,
                                f"is not 'O' and does not start with a prefix {where} knows "
@@ -157,7 +160,7 @@ class EntityF1Accumulator(Accumulator):
             self._prefixes = _prefix_letters(self._scheme_cls)
         else:
             if scheme is not None:
-                raise ConfigError(f"scheme={scheme!r} applies only to mode='strict' (default mode is conlleval's)")
+                raise ConfigError(f"scheme={scheme!r} applies only to mode='strict' (the default mode reads tags as seqeval's get_entities)")
             self.scheme = None
             self._prefixes = _DEFAULT_MODE_PREFIXES
         self.reset()
@@ -220,7 +223,7 @@ class EntityF1Accumulator(Accumulator):
                         raise TagSequenceError(
                             check_side, self.sentences + i, k, tag,
                             f"{before} is not part of any valid {self.scheme} entity (strict mode needs "
-                            "well-formed gold tags; the default mode reads them leniently, as conlleval does)",
+                            "well-formed gold tags; the default mode reads them leniently, as seqeval and conlleval do)",
                         )
             out.update((e.tag, e.sent_id, e.start, e.end) for e in entities)
         return out
@@ -245,6 +248,6 @@ def entity_f1(references: Sequence[Sequence[str]], predictions: Sequence[Sequenc
     >>> entity_f1([["O", "I-PER"]], [["O", "I-PER"]], mode="strict", scheme="IOB2")
     Traceback (most recent call last):
     ...
-    seqlab.metrics.entities.TagSequenceError: references sentence 0, token 1: tag 'I-PER' after 'O' is not part of any valid IOB2 entity (strict mode needs well-formed gold tags; the default mode reads them leniently, as conlleval does)
+    seqlab.metrics.entities.TagSequenceError: references sentence 0, token 1: tag 'I-PER' after 'O' is not part of any valid IOB2 entity (strict mode needs well-formed gold tags; the default mode reads them leniently, as seqeval and conlleval do)
     """
     return EntityF1Accumulator(mode, scheme).update(references, predictions).compute()

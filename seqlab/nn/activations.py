@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.config import _suggest
+from ..core.config import suggest
 from ..core.errors import ConfigError
 
 __all__ = ["ACTIVATION_NAMES", "Activation", "activate", "activation", "derivative"]
@@ -249,7 +249,7 @@ def _lookup(name: str, params: dict[str, Any], where: str) -> tuple[str, _Spec, 
     key = _ALIASES.get(key, key)
     if key not in _TABLE:
         raise ConfigError(
-            f"{where}: unknown activation {name!r}{_suggest(key, list(ACTIVATION_NAMES))}; "
+            f"{where}: unknown activation {name!r}{suggest(key, list(ACTIVATION_NAMES))}; "
             f"valid names: {', '.join(ACTIVATION_NAMES)}"
         )
     spec = _TABLE[key]

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..core.config import _suggest
+from ..core.config import suggest
 from ..core.errors import ConfigError, InputError
 
 #: Attention scoring functions by name.
@@ -176,4 +176,4 @@ def build_attention(
         return DotAttention(query_size, memory_size)
     if kind == "general":
         return GeneralAttention(query_size, memory_size)
-    raise ConfigError(f"unknown attention {kind!r}{_suggest(str(kind), list(ATTENTION_KINDS))}; valid: {', '.join(ATTENTION_KINDS)}")
+    raise ConfigError(f"unknown attention {kind!r}{suggest(str(kind), list(ATTENTION_KINDS))}; valid: {', '.join(ATTENTION_KINDS)}")

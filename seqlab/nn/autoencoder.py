@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.config import _suggest
+from ..core.config import suggest
 from ..core.errors import ConfigError, InputError
 from .activations import activation as make_activation
 from .blocks import MLP, ConvLayerSpec, ConvStack
@@ -284,12 +284,12 @@ class Autoencoder(nn.Module):
         where = type(self).__name__
         if reconstruction not in RECONSTRUCTION_LOSSES:
             raise ConfigError(
-                f"{where}: unknown reconstruction loss {reconstruction!r}{_suggest(str(reconstruction), list(RECONSTRUCTION_LOSSES))}; "
+                f"{where}: unknown reconstruction loss {reconstruction!r}{suggest(str(reconstruction), list(RECONSTRUCTION_LOSSES))}; "
                 f"valid: {', '.join(RECONSTRUCTION_LOSSES)}"
             )
         if noise is not None and noise not in NOISES:
             raise ConfigError(
-                f"{where}: unknown noise {noise!r}{_suggest(str(noise), list(NOISES))}; valid: {', '.join(NOISES)} or None"
+                f"{where}: unknown noise {noise!r}{suggest(str(noise), list(NOISES))}; valid: {', '.join(NOISES)} or None"
             )
         if noise == "gaussian":
             _check_weight(noise_level, "noise_level (the noise std)", where)
@@ -297,7 +297,7 @@ class Autoencoder(nn.Module):
             _check_fraction(noise_level, f"{where}: noise_level")
         if sparsity is not None and sparsity not in SPARSITIES:
             raise ConfigError(
-                f"{where}: unknown sparsity {sparsity!r}{_suggest(str(sparsity), list(SPARSITIES))}; valid: l1, kl or None"
+                f"{where}: unknown sparsity {sparsity!r}{suggest(str(sparsity), list(SPARSITIES))}; valid: l1, kl or None"
             )
         try:
             _check_target(sparsity_target)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.config import _suggest, from_dict
+from ..core.config import suggest, from_dict
 from ..core.errors import ConfigError, InputError
 from .activations import activation as make_activation
 
@@ -172,7 +172,7 @@ def _check_choice(value: Any, choices: Sequence[str], name: str, where: str) -> 
         return None
     if value not in choices:
         raise ConfigError(
-            f"{where}: unknown {name} {value!r}{_suggest(str(value), list(choices))}; valid: {', '.join(choices)} or none"
+            f"{where}: unknown {name} {value!r}{suggest(str(value), list(choices))}; valid: {', '.join(choices)} or none"
         )
     return value
 

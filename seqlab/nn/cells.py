@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core.config import _suggest
+from ..core.config import suggest
 from ..core.errors import ConfigError, InputError
 
 State = Any  # a Tensor h, or a pair (h, c) for the LSTM
@@ -181,7 +181,7 @@ class GRUCell(_Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, convention: str = "torch") -> None:
         if convention not in GRU_CONVENTIONS:
             raise ConfigError(
-                f"GRUCell: unknown convention {convention!r}{_suggest(str(convention), list(GRU_CONVENTIONS))}; "
+                f"GRUCell: unknown convention {convention!r}{suggest(str(convention), list(GRU_CONVENTIONS))}; "
                 f"valid: {', '.join(GRU_CONVENTIONS)}"
             )
         self.convention = convention
@@ -217,7 +217,7 @@ def make_cell(kind: str, input_size: int, hidden_size: int, bias: bool = True, *
     """``"rnn"`` / ``"lstm"`` / ``"gru"`` → the cell; ``options`` go to its constructor."""
     table = {"rnn": ElmanCell, "lstm": LSTMCell, "gru": GRUCell}
     if kind not in table:
-        raise ConfigError(f"unknown cell {kind!r}{_suggest(str(kind), list(table))}; valid cells: {', '.join(table)}")
+        raise ConfigError(f"unknown cell {kind!r}{suggest(str(kind), list(table))}; valid cells: {', '.join(table)}")
     return table[kind](input_size, hidden_size, bias, **options)
 
 

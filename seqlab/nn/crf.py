@@ -38,6 +38,11 @@ __all__ = ["CRF", "IMPOSSIBLE"]
 #: so forbidden paths carry no probability mass, yet sums stay finite.
 IMPOSSIBLE = -1.0e4
 
+#: Below this a scaled probability-space product in ``CRF.marginals`` is recomputed in log
+#: space: the terms float64 drops are under ~1e-308 each, so above 1e-280 the relative error
+#: is at most K·1e-43, while below it the sum may have lost all its terms (log 0 = -inf).
+_PRODUCT_FLOOR = 1e-280
+
 
 def _as_bool(value, shape: tuple[int, ...], what: str) -> torch.Tensor:
     mask = torch.as_tensor(value)
@@ -279,12 +284,17 @@ class CRF(nn.Module):
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """p(y_t = k | x) for every token by forward-backward: (B, T, K), zero at padding.
 
-        Without gradients, so each step can be a scaled product in probability space,
-        ``log(exp(a − max a) @ exp(A − colmax A)) + max a + colmax A`` — a (B, K) × (K, K)
-        matrix product instead of a logsumexp over (B, K, K), about 4× faster on a CPU. It
-        runs in float64, so only terms more than ~700 nats below the largest of their step
-        are dropped (their probability is 0 at any precision we return). The training loss
-        keeps the logsumexp form, whose gradient has no such edge.
+        Without gradients, so on a CPU each step can be a scaled product in probability
+        space, ``log(exp(a − max a) @ exp(A − colmax A)) + max a + colmax A`` — a (B, K) ×
+        (K, K) matrix product instead of a logsumexp over (B, K, K), about 4× faster. The
+        scaling is by the largest alpha and the largest transition *separately*, so when the
+        largest alpha can only move on by a forbidden (or very unlikely) transition and the
+        allowed predecessors lie more than ~700 nats below it, every term of that sum
+        underflows and the product would say ``log 0``. Such an entry is detected (a product
+        below ``_PRODUCT_FLOOR``, far above where float64 loses terms) and its row is
+        recomputed by the exact logsumexp, so the result is exact at any emission scale. On
+        an accelerator that check would wait for the device every step, so there the
+        logsumexp form runs throughout (it is parallel there anyway).
         """
         emissions, mask, _, _ = self._prepare(emissions, mask)
         dtype, emissions = emissions.dtype, emissions.double()
@@ -296,18 +306,28 @@ class CRF(nn.Module):
 
         forward, forward_top = scaled(trans)
         backward, backward_top = scaled(trans.t())
+        on_cpu = emissions.device.type == "cpu"
 
-        def log_product(v: torch.Tensor, matrix: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-            """logsumexp_i(v[:, i] + log(matrix[i, j]) + top[j]) for every j."""
+        def log_product(v: torch.Tensor, matrix: torch.Tensor, top: torch.Tensor, log_matrix: torch.Tensor) -> torch.Tensor:
+            """logsumexp_i(v[:, i] + log_matrix[i, j]) for every j, where matrix = exp(log_matrix − top)."""
+            if not on_cpu:
+                return torch.logsumexp(v.unsqueeze(2) + log_matrix, dim=1)
             shift = v.amax(dim=1, keepdim=True)
-            return torch.log(torch.exp(v - shift) @ matrix) + shift + top
+            product = torch.exp(v - shift) @ matrix
+            out = torch.log(product) + shift + top
+            # Terms lost to underflow are each below ~1e-308 (absolute), so a product above the
+            # floor is exact to float64 rounding; below it, redo those rows in log space.
+            if float(product.min()) < _PRODUCT_FLOOR:  # one reduction in the common case
+                rows = (product < _PRODUCT_FLOOR).any(dim=1).nonzero().squeeze(1)
+                out[rows] = torch.logsumexp(v[rows].unsqueeze(2) + log_matrix, dim=1)
+            return out
 
         b, t, k = emissions.shape
         full = _all_real(mask)
         alpha = start + emissions[:, 0]
         alphas = [alpha]
         for step in range(1, t):
-            nxt = log_product(alpha, forward, forward_top) + emissions[:, step]
+            nxt = log_product(alpha, forward, forward_top, trans) + emissions[:, step]
             alpha = nxt if full else torch.where(mask[:, step, None], nxt, alpha)
             alphas.append(alpha)
         alphas = torch.stack(alphas, 1)
@@ -318,7 +338,7 @@ class CRF(nn.Module):
         for step in range(t - 2, -1, -1):
             # beta_t[i] = logsumexp_j(A[i, j] + P[t+1, j] + beta_{t+1}[j]); at a sequence's
             # last real token (the next one is padding) beta is the end score.
-            nxt = log_product(emissions[:, step + 1] + beta, backward, backward_top)
+            nxt = log_product(emissions[:, step + 1] + beta, backward, backward_top, trans.t())
             beta = nxt if full else torch.where(mask[:, step + 1, None], nxt, end_b)
             betas.append(beta)
         betas = torch.stack(betas[::-1], 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..core.config import _suggest
+from ..core.config import suggest
 from ..core.errors import ConfigError, InputError
 from .masking import lengths_to_mask
 
@@ -44,7 +44,7 @@ class SequencePooling(nn.Module):
         super().__init__()
         if mode not in POOLING_MODES:
             raise ConfigError(
-                f"SequencePooling: unknown mode {mode!r}{_suggest(str(mode), list(POOLING_MODES))}; "
+                f"SequencePooling: unknown mode {mode!r}{suggest(str(mode), list(POOLING_MODES))}; "
                 f"valid modes: {', '.join(POOLING_MODES)}"
             )
         self.mode = mode

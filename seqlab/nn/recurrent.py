@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..core.config import _suggest
+from ..core.config import suggest
 from ..core.errors import ConfigError, InputError
 from .dropout import Dropout
 from .masking import lengths_to_mask
@@ -33,7 +33,7 @@ CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.
 def _check_cell(cell: str, where: str) -> str:
     if not isinstance(cell, str) or cell.lower() not in CELLS:
         valid = sorted(CELLS)
-        raise ConfigError(f"{where}: unknown cell {cell!r}{_suggest(str(cell), valid)}; valid cells: {', '.join(valid)}")
+        raise ConfigError(f"{where}: unknown cell {cell!r}{suggest(str(cell), valid)}; valid cells: {', '.join(valid)}")
     return cell.lower()
 
 

@@ -185,7 +185,7 @@ class AnomalyModel(TaskModel):
         return float(self.threshold) if bool(self.calibrated) else None
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
         scores = self.clip_scores(clip_features(batch), batch["features"].device)
         threshold = self.current_threshold()
         out = []
@@ -195,11 +195,12 @@ class AnomalyModel(TaskModel):
             out.append({"label": label, "score": s, "anomaly": flagged})
         return out
 
-    def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
         flags = np.asarray([bool(a) for a in references["anomalous"]], dtype=bool)
         return anomaly_metrics(np.asarray([o["score"] for o in outputs]), flags, self.current_threshold())
 
-    def evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any) -> dict[str, float]:
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list],
+                             decode: Any, device: Any) -> dict[str, float]:
         """Dev metrics; during training (the model in training mode) the threshold is recalibrated first."""
         calibrating = self.training
         self.eval()

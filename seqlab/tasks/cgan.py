@@ -342,7 +342,7 @@ class CGANModel(TaskModel):
         return self.gan.sample(n, labels)
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, Tensor]) -> list[dict[str, Any]]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
         labels = batch["labels"].long()
         images = self.sample(len(labels), labels)
         heard = self.classifier.predict(images).tolist() if self.classifier is not None else [None] * len(labels)
@@ -361,11 +361,12 @@ class CGANModel(TaskModel):
                 accs.append(float((self.classifier.predict(self.sample(per_class, digit)) == digit).float().mean()))
         return accs
 
-    def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
         judged = [o for o in outputs if o["classified_as"] is not None]
         return {"class_accuracy": sum(o["classified_as"] == o["digit"] for o in judged) / len(judged)} if judged else {}
 
-    def evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any) -> dict[str, float]:
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list],
+                             decode: Any, device: Any) -> dict[str, float]:
         """``class_accuracy``: generated samples of every digit (``eval_samples_per_class`` each, seeded) the classifier recognises."""
         if self.classifier is None:
             return {}

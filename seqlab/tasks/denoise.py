@@ -171,13 +171,14 @@ class DenoiseModel(TaskModel):
         return overlap_average(patches, [len(f) for f in noisy], frames, hop)
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[np.ndarray]:
         return self.denoise_features(clip_features(batch), batch["features"].device)
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
         raise DataError("denoise: metrics need the clean clips; use Pipeline.evaluate on clean audio (noise is added there)")
 
-    def evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any) -> dict[str, float]:
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list],
+                             decode: Any, device: Any) -> dict[str, float]:
         """MFCC SNR (dB) of noisy and denoised features against the clean ones, per noise kind and overall.
 
         Every clip gets each kind of ``noise.kinds`` at ``noise.eval_snr_db``, drawn from

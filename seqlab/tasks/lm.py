@@ -36,10 +36,9 @@ saved model can turn ids back into text.
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import logging
 import math
 import random
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +48,9 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, InputError
-from ..core.recipe import FileRecipe, first_rows
+from ..core.options import MAX_DECODE_LENGTH, Option, check_cap
 from ..core.task import TaskModel
+from ..data.splits import FileRecipe, first_rows
 from ..nn.recurrent import RecurrentEncoder
 from ..nn.tbptt import BPTTWindow, TruncatedBPTT, reset_state, stream_batches
 from ..text.sentencepiece import SentencePieceConfig
@@ -58,8 +58,22 @@ from ..text.tokenizers import CharTokenizerConfig, WordTokenizerConfig
 from ..text.vocab import VocabularyStageConfig
 from ..train.config import TrainConfig
 
-#: Keyword columns ``Pipeline.predict`` may broadcast into a generation call.
-GENERATION_KEYS = ("max_tokens", "temperature", "top_k", "seed", "stop_at_eos", "on_unknown")
+#: The per-call options of generation (``pipe(prompt, temperature=0.8)``); defaults from ``config.generation``.
+GENERATION_OPTIONS = {
+    "max_tokens": Option(int, doc="tokens to generate at most", low=1, high=MAX_DECODE_LENGTH,
+                         from_config="generation.max_tokens"),
+    "temperature": Option(float, doc="divides the logits (> 0)", from_config="generation.temperature"),
+    "top_k": Option(int, doc="sample among the k most probable tokens (1: greedy)", low=1, nullable=True,
+                    from_config="generation.top_k"),
+    "seed": Option(int, doc="seed of the sampler", nullable=True, from_config="generation.seed"),
+    "stop_at_eos": Option(bool, doc="stop at the first sampled <eos>", from_config="generation.stop_at_eos"),
+    "on_unknown": Option(str, doc="a prompt token outside the vocabulary: warn or error", choices=("warn", "error"),
+                         from_config="generation.on_unknown"),
+}
+GENERATION_KEYS = tuple(GENERATION_OPTIONS)
+
+#: Notes for the user (one clean line each on stderr, through Python's logging).
+logger = logging.getLogger(__name__)
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -107,6 +121,7 @@ class GenerationConfig:
 
     def validate(self, where: str = "generation") -> None:
         check_sampling(self.max_tokens, self.temperature, self.top_k, ConfigError, where)
+        check_cap(where, "max_tokens", self.max_tokens, MAX_DECODE_LENGTH)
 
 
 @dataclass
@@ -262,6 +277,7 @@ class LanguageModel(TaskModel):
     selection_mode = "min"
     #: The hidden state is carried from one training window to the next (``tbptt_state``).
     stateful = True
+    options = GENERATION_OPTIONS
 
     def __init__(self, config: LMConfig) -> None:
         super().__init__(config)
@@ -499,24 +515,21 @@ class LanguageModel(TaskModel):
         # exp overflows a float past ~709 nats per token (a diverged model): report inf.
         return {"perplexity": math.exp(mean) if mean < 700 else math.inf, "loss": mean, "tokens": targets_total}
 
-    def evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any) -> dict[str, float]:
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list], decode: Any,
+                             device: Any) -> dict[str, float]:
         """Dev metrics for the Trainer and ``Pipeline.evaluate``: perplexity of the dev stream."""
         if "input_ids" not in processed:
             raise DataError(f"language model: the evaluation data has no 'input_ids' column (has {sorted(processed)})")
         return self.perplexity(processed["input_ids"], device=device)
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
-        raise NotImplementedError("the language model is scored by perplexity (evaluate_processed), not on decoded outputs")
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+        raise NotImplementedError("the language model is measured by perplexity (metrics_on_processed), not on decoded outputs")
 
     # -- generation -------------------------------------------------------------------
     def _sampling_settings(self, **given: Any) -> dict[str, Any]:
-        defaults = self.config.generation
-        settings = {k: (given[k] if given.get(k) is not None else getattr(defaults, k)) for k in GENERATION_KEYS}
+        """The generation options ``given`` (None: the config's default), checked."""
+        settings = dict(self.parse_options({k: v for k, v in given.items() if v is not None}))
         check_sampling(settings["max_tokens"], settings["temperature"], settings["top_k"], InputError, "generate")
-        if settings["seed"] is not None and (isinstance(settings["seed"], bool) or not isinstance(settings["seed"], int)):
-            raise InputError(f"generate: seed must be an integer or null, got {settings['seed']!r}")
-        if settings["on_unknown"] not in ("warn", "error"):
-            raise InputError(f"generate: on_unknown must be 'warn' or 'error', got {settings['on_unknown']!r}")
         return settings
 
     @torch.no_grad()
@@ -593,18 +606,6 @@ class LanguageModel(TaskModel):
             return "".join(parts).replace("\u2581", " ").replace(" \n", "\n").replace("\n ", "\n").strip(" ")
         return " ".join(p for p in parts if p).replace(" \n ", "\n").replace(" \n", "\n").replace("\n ", "\n")
 
-    def _check_generation_keys(self, raw: Mapping[str, list]) -> None:
-        # The raw columns also hold the stages' outputs ("tokens", "chars"), so only a near
-        # miss of a setting's name ("temprature") is taken for a typo.
-        for key in raw:
-            if key in GENERATION_KEYS or key in (self.input_column, self.config.source_column):
-                continue
-            close = difflib.get_close_matches(key, GENERATION_KEYS, n=1, cutoff=0.85)
-            if close:
-                raise InputError(
-                    f"generate: unknown setting {key!r} (did you mean {close[0]!r}?); settings: {', '.join(GENERATION_KEYS)}"
-                )
-
     def _unknown_prompt_tokens(self, prompt: list[int], raw: Mapping[str, list], row: int) -> list[str]:
         positions = [p for p, i in enumerate(prompt) if i == self.config.unk_id]
         if not positions:
@@ -628,20 +629,20 @@ class LanguageModel(TaskModel):
             return text.rstrip() + continuation
         return text.rstrip() + " " + continuation
 
-    def decode(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """Generate a continuation of each prompt; per-call settings come from ``batch["_raw"]``.
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
+        """Generate a continuation of each prompt, with the generation ``options`` of the call.
 
         One dict per prompt: ``text`` (prompt + continuation), ``continuation``, ``tokens``
         (the generated tokens), ``stopped_by`` (``eos`` or ``max_tokens``) and ``unknown``
         (prompt tokens outside the vocabulary, read as ``<unk>``).
         """
         raw = batch.get("_raw") or {}
-        self._check_generation_keys(raw)
+        settings = dict(options if options is not None else self.parse_options({}))
+        check_sampling(settings["max_tokens"], settings["temperature"], settings["top_k"], InputError, "generate")
         ids, lengths = batch["input_ids"], batch["input_ids_lengths"]
         outputs = []
         for row in range(ids.shape[0]):
             prompt = ids[row, : int(lengths[row])].tolist()
-            settings = self._sampling_settings(**{k: raw[k][row] for k in GENERATION_KEYS if k in raw})
             text = raw.get(self.input_column, [None] * ids.shape[0])[row]
             unknown = self._unknown_prompt_tokens(prompt, raw, row)
             if unknown:
@@ -651,7 +652,7 @@ class LanguageModel(TaskModel):
                 )
                 if settings["on_unknown"] == "error":
                     raise InputError(message + "; rephrase the prompt, or pass on_unknown='warn' to read them as <unk>")
-                warnings.warn(message + "; they are read as <unk>", UserWarning, stacklevel=2)
+                logger.warning("seqlab: %s; they are read as <unk>", message)
             generated, stopped = self._generate(prompt, settings)
             continuation = self.detokenize(generated)
             full = self._join_prompt(text, prompt, generated, continuation)
@@ -664,6 +665,19 @@ class LanguageModel(TaskModel):
             })
         return outputs
 
+    # -- presenting -----------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The prompt with its continuation (``text``), noting an empty continuation.
+
+        >>> LanguageModel.format_output(None, {"text": "the film is good", "continuation": "good"})
+        'the film is good'
+        """
+        if not isinstance(output, Mapping) or not isinstance(output.get("text"), str):
+            return TaskModel.format_output(self, output)
+        if not output.get("continuation"):
+            return f"{output['text']}  (no continuation: the model ended the text at once)"
+        return output["text"]
+
 
 def generate_text(pipe: Any, prompt: str | Sequence[str], **settings: Any) -> Any:
     """``pipe.predict`` for a language-model pipeline, with the sampling settings checked by name.
@@ -673,11 +687,6 @@ def generate_text(pipe: Any, prompt: str | Sequence[str], **settings: Any) -> An
     """
     if getattr(pipe, "task", None) != "lm":
         raise InputError(f"generate_text needs a language-model pipeline (task 'lm'), got task {getattr(pipe, 'task', None)!r}")
-    for key in settings:
-        if key not in GENERATION_KEYS:
-            close = difflib.get_close_matches(key, GENERATION_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"generate_text: unknown setting {key!r}{hint}; settings: {', '.join(GENERATION_KEYS)}")
     given = {k: v for k, v in settings.items() if v is not None}
     if isinstance(prompt, str):
         return pipe.predict([prompt], **given)[0]

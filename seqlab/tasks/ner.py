@@ -27,17 +27,18 @@ independent softmax per token (cross-entropy), the baseline both papers compare 
   smaller rate).
 - **Confidence.** A span's ``score`` is the mean over its tokens of the CRF marginal
   ``p(y_t = ŷ_t | sentence)`` (forward–backward), or of the softmax probability.
-- **Inputs.** ``pipe("Angela Merkel visited Paris.")`` tokenizes the string (``WordTokenizer``,
-  ``split="punct"``); a list of strings is *one pre-tokenized sentence* only inside
+- **Inputs.** ``pipe("Angela Merkel visited Paris.")``: the pipeline's first stage,
+  ``SentenceTokenizer`` (``seqlab.text.tagged``), tokenizes the string (``WordTokenizer``,
+  ``split="punct"``) and keeps each token's offsets; a list of strings is *one pre-tokenized sentence* only inside
   ``pipe.predict([...])`` or as ``pipe({"tokens": [...]})`` — ``pipe([...])`` is a batch of
   raw texts. An empty sentence is an ``InputError``.
 - **Long sentences** (more than ``chunk_length`` tokens) are tagged in chunks, split after
   sentence punctuation where possible, so memory stays bounded; training sentences that
   long are cut the same way (spans crossing a cut are closed at it).
 
-Metrics: entity precision/recall/F1 (micro and per type) of seqeval's default
-(conlleval) mode via ``seqlab.metrics.entities``, on predictions and references both
-converted to IOB2, on a 0–100 scale.
+Metrics: entity precision/recall/F1 (micro and per type) of seqeval's default mode via
+``seqlab.metrics.entities``, on predictions and references both converted to IOB2 (so only
+B-/I-/O tags, where seqeval's reading equals conlleval's), on a 0–100 scale.
 """
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -54,194 +54,23 @@ from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, InputError
 from ..core.stage import Stage
-from ..core.recipe import FileRecipe, first_rows
 from ..core.task import TaskModel
 from ..data.collate import bucket_batches
+from ..data.splits import FileRecipe, first_rows
 from ..nn.charenc import CharTable, char_encoder, char_ids
 from ..nn.dropout import Dropout
 from ..nn.masking import lengths_to_mask
 from ..nn.recurrent import PaddedBiRecurrentEncoder, RecurrentEncoder
+from ..text.tagged import Sentence, SentenceTokenizer, TagEncoder, TagEncoderConfig, sentence_of, _sentence_error
 from ..text.tagging import allowed_transitions, convert_tags, normalize_scheme, spans, tag_set, tags_from_spans
-from ..text.vocab import SPECIALS, VocabularyStageConfig, column_rows, read_token_file, write_token_file
+from ..text.vocab import SPECIALS, VocabularyStageConfig
 from ..train.config import TrainConfig
 
-__all__ = ["NERConfig", "NERData", "NERModel", "NERRecipe", "Sentence", "TagEncoder", "TagEncoderConfig"]
+# Sentence, SentenceTokenizer, TagEncoder(Config) live in seqlab.text.tagged; imported here for older code.
+__all__ = ["NERConfig", "NERData", "NERModel", "NERRecipe", "Sentence", "SentenceTokenizer", "TagEncoder", "TagEncoderConfig"]
 
 #: Tokens after which a long sentence is preferably cut into chunks.
 _CUT_AFTER = frozenset({".", "!", "?", ";", "。"})
-
-
-# -- input: raw text or tokens → one sentence --------------------------------------------------
-class Sentence(list):
-    """The tokens of one sentence, remembering the text and each token's character offsets.
-
-    Raw text keeps its own spelling (``text``); pre-tokenized input gets ``text`` = the
-    tokens joined by single spaces. Spans in the output carry ``char_start``/``char_end``
-    into ``text``.
-
-    >>> s = Sentence.from_text("Hi,  you", ["Hi", ",", "you"])
-    >>> list(s), s.offsets
-    (['Hi', ',', 'you'], [(0, 2), (2, 3), (5, 8)])
-    """
-
-    @classmethod
-    def from_text(cls, text: str, tokens: Sequence[str]) -> "Sentence":
-        sentence = cls(tokens)
-        sentence.text, sentence.offsets, position = text, [], 0
-        for token in tokens:
-            start = text.find(token, position)
-            if start < 0:  # a tokenizer that rewrites tokens: fall back to the running position
-                start = position
-            sentence.offsets.append((start, start + len(token)))
-            position = start + len(token)
-        return sentence
-
-    @classmethod
-    def from_tokens(cls, tokens: Sequence[str]) -> "Sentence":
-        return cls.from_text(" ".join(tokens), tokens)
-
-
-def sentence_of(tokens: Sequence[str]) -> Sentence:
-    """``tokens`` as a ``Sentence`` (kept as is when it already is one)."""
-    if isinstance(tokens, Sentence) and len(getattr(tokens, "offsets", ())) == len(tokens):
-        return tokens
-    return Sentence.from_tokens(list(tokens))
-
-
-# -- the tag encoder stage ---------------------------------------------------------------------
-@dataclass
-class TagEncoderConfig:
-    #: Column of tag sequences (one list of tags per sentence).
-    input: str = "tags"
-    #: Column written with the tag indices in the ``target`` scheme.
-    output: str = "tag_ids"
-    #: Scheme of the data's tags: IOB1, IOB2 (BIO), IOBES (BIOES) or BILOU.
-    scheme: str = "IOB2"
-    #: Scheme the model is trained in.
-    target: str = "IOBES"
-    #: Fixed entity types (null: the types seen in the training data, sorted).
-    types: list[str] | None = None
-    #: Refuse sequences that break ``scheme``'s rules (``O I-PER`` in IOB2) instead of
-    #: reading them as seqeval does.
-    strict: bool = False
-
-    def validate(self, where: str = "tags") -> None:
-        self.scheme = normalize_scheme(self.scheme)
-        self.target = normalize_scheme(self.target)
-        if self.input == self.output:
-            raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
-        if self.types is not None and not self.types:
-            raise ConfigError(f"{where}.types: empty; give the entity types or null to learn them")
-
-
-def _sentence_error(err: DataError, index: int, what: str = "training data") -> DataError:
-    return DataError(f"{what} sentence {index}: {err}")
-
-
-class TagEncoder(Stage):
-    """Tag sequences (in ``scheme``) → tag indices in the ``target`` scheme; learns the entity types.
-
-    A tag the scheme does not have (``S-PER`` in IOB2, ``PER``) is a ``DataError`` naming the
-    sentence and position. Training-only: at prediction time there are no tags.
-
-    >>> enc = TagEncoder(scheme="IOB2", target="IOBES").fit({"tags": [["B-PER", "I-PER", "O", "B-LOC"]]})
-    >>> enc.types, enc.tags
-    (['LOC', 'PER'], ['O', 'B-LOC', 'I-LOC', 'E-LOC', 'S-LOC', 'B-PER', 'I-PER', 'E-PER', 'S-PER'])
-    >>> enc({"tags": [["B-PER", "I-PER", "O", "B-LOC"]]})
-    {'tag_ids': [[5, 7, 0, 4]]}
-    """
-
-    kind = "tag_encoder"
-    Config = TagEncoderConfig
-    training_only = True
-    needs_fit = True
-    FILE = "entity_types.txt"
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
-        self.types: list[str] = []
-        self.tags: list[str] = []
-        self._index: dict[str, int] = {}
-        if self.config.types is not None:
-            self._set_types(list(self.config.types))
-
-    def _set_types(self, types: list[str]) -> None:
-        self.types = list(types)
-        self.tags = tag_set(self.types, self.config.target)
-        self._index = {t: i for i, t in enumerate(self.tags)}
-        self.fitted = True
-
-    def _read(self, row: Any, index: int) -> list[tuple[str, int, int]]:
-        if isinstance(row, str) or not isinstance(row, Sequence):
-            raise DataError(f"TagEncoder: sentence {index} of column {self.config.input!r} is "
-                            f"{type(row).__name__} {row!r:.60}, expected a list of tags")
-        try:
-            if self.config.strict:
-                from ..text.tagging import validate
-
-                validate(list(row), self.config.scheme)
-            return spans(list(row), self.config.scheme)
-        except DataError as err:
-            raise _sentence_error(err, index) from None
-
-    def fit(self, data: Any) -> "TagEncoder":
-        rows = column_rows(data, self.config.input, type(self).__name__)
-        tokens = data.get("tokens") if isinstance(data, Mapping) else None
-        seen: set[str] = set()
-        count = 0
-        for i, row in enumerate(rows):
-            if tokens is not None and len(tokens[i]) != len(row):
-                raise DataError(f"training data sentence {i}: {len(tokens[i])} tokens but {len(row)} tags")
-            for kind, _, _ in self._read(row, i):
-                if kind not in seen and (not kind or any(c.isspace() for c in kind)):
-                    raise DataError(f"training data sentence {i}: entity type {kind!r} must be a non-empty string "
-                                    "without spaces")
-                seen.add(kind)
-            count += 1
-        if not count:
-            raise DataError(f"TagEncoder: the training data has no sentences in column {self.config.input!r}")
-        if self.config.types is not None:
-            unknown = sorted(seen - set(self.types))
-            if unknown:
-                raise DataError(f"TagEncoder: the training data has entity type(s) {unknown} outside the fixed types {self.types}")
-            return self
-        if not seen:
-            raise DataError(
-                f"TagEncoder: the training data holds no entity at all ({count} sentences, every tag 'O'); "
-                "is the tag column right (data.tag_column)?"
-            )
-        self._set_types(sorted(seen))
-        return self
-
-    def encode(self, row: Sequence[str], index: int = 0) -> list[int]:
-        """Tag indices (target scheme) of one sentence's tags (in ``scheme``)."""
-        found = self._read(row, index)
-        out = [0] * len(row)
-        try:
-            target = tags_from_spans(found, len(row), self.config.target)
-        except DataError as err:  # e.g. an entity type with white space
-            raise _sentence_error(err, index) from None
-        for i, tag in enumerate(target):
-            j = self._index.get(tag)
-            if j is None:
-                raise DataError(f"training data sentence {index}, token {i}: entity type of {row[i]!r} is not one of "
-                                f"the known types {self.types}")
-            out[i] = j
-        return out
-
-    def map(self, batch: Mapping[str, list]) -> dict[str, list]:
-        return {self.config.output: [self.encode(row, i) for i, row in enumerate(batch[self.config.input])]}
-
-    def save_state(self, directory: Path) -> None:
-        write_token_file(Path(directory) / self.FILE, self.types)
-
-    def load_state(self, directory: Path) -> None:
-        types = read_token_file(Path(directory) / self.FILE)
-        if not types:
-            raise DataError(f"{str(Path(directory) / self.FILE)!r} holds no entity types")
-        self._set_types(types)
 
 
 # -- the word encoder ------------------------------------------------------------------------
@@ -337,7 +166,7 @@ class NERModel(TaskModel):
     >>> model = NERModel(cfg).eval()
     >>> batch = {"input_ids": torch.tensor([[4, 5]]), "input_ids_lengths": torch.tensor([2]),
     ...          "_raw": {"tokens": [["Ab", "ba"]]}}
-    >>> out = model.decode(batch)[0]
+    >>> out = model.decode(batch, model.parse_options({}))[0]
     >>> sorted(out), len(out["tags"])
     (['spans', 'tags', 'text', 'tokens'], 2)
     """
@@ -383,7 +212,6 @@ class NERModel(TaskModel):
             self.crf = CRF(len(config.tags), constraints)
         else:
             self.crf = None
-        self._tokenizer = None
         self._tag_index = {t: i for i, t in enumerate(config.tags)}
         self._warned_empty = False
 
@@ -428,8 +256,9 @@ class NERModel(TaskModel):
             pads["tag_ids"] = 0
         return pads
 
-    def check_input(self, value: Any, index: int) -> Sentence:
-        """A raw string (tokenized here), a list of tokens, or ``{"tokens": [...]}`` / ``{"text": "..."}``."""
+    def check_input(self, value: Any, index: int) -> Any:
+        """A raw text, a list of tokens, or ``{"tokens": [...]}`` / ``{"text": "..."}``; the
+        ``sentence_tokenizer`` stage turns it into a ``Sentence``."""
         if isinstance(value, Mapping):
             keys = set(value) & {"tokens", "text"}
             if len(keys) != 1:
@@ -438,20 +267,11 @@ class NERModel(TaskModel):
         if isinstance(value, str):
             if not value.strip():
                 raise InputError(f"input {index}: the text is empty or only white space; give at least one word")
-            if self._tokenizer is None:
-                from ..text.tokenizers import WordTokenizer
-
-                self._tokenizer = WordTokenizer(split="punct")
-            return Sentence.from_text(value, self._tokenizer.tokenize(value))
+            return value
         if isinstance(value, (list, tuple)):
             if not value:
                 raise InputError(f"input {index}: the sentence has no tokens; give at least one")
-            for position, token in enumerate(value):
-                if not isinstance(token, str):
-                    raise InputError(f"input {index}, token {position}: expected a string, got {type(token).__name__} {token!r:.40}")
-                if not token.strip():
-                    raise InputError(f"input {index}, token {position}: the token is empty or white space")
-            return sentence_of(value)
+            return value  # its tokens are checked by the sentence_tokenizer stage
         raise InputError(
             f"input {index}: expected a text, a list of tokens or {{'tokens': [...]}}, got {type(value).__name__} {value!r:.60}"
         )
@@ -548,9 +368,27 @@ class NERModel(TaskModel):
 
     # -- decoding ---------------------------------------------------------------------------
     @torch.no_grad()
+    def _tag_padded(self, batch: Mapping[str, Tensor], with_scores: bool) -> list[tuple[list[int], list[float] | None]]:
+        """Tag indices (training scheme) and, optionally, per-token confidences of one padded batch."""
+        scores, mask = self.emissions(batch)
+        lengths = batch["input_ids_lengths"].tolist()
+        if self.crf is not None:
+            paths = self.crf.decode(scores, mask)
+            if with_scores:
+                probs = self.crf.marginals(scores, mask)
+        else:
+            probs = scores.float().softmax(-1)
+            paths = [row[:n] for row, n in zip(probs.argmax(-1).tolist(), lengths)]
+        if not with_scores:
+            return [(p, None) for p in paths]
+        best = torch.tensor([p + [0] * (scores.shape[1] - len(p)) for p in paths], device=scores.device)
+        confidences = probs.gather(2, best.unsqueeze(2)).squeeze(2).tolist()
+        return [(p, c[:n]) for p, c, n in zip(paths, confidences, lengths)]
+
+    @torch.no_grad()
     def _tag(self, ids: Sequence[Sequence[int]], tokens: Sequence[Sequence[str]], with_scores: bool,
              batch_size: int = 64, max_tokens: int = 32768) -> list[tuple[list[int], list[float] | None]]:
-        """Tag indices (training scheme) and, optionally, per-token confidences for each sentence.
+        """``_tag_padded`` for sentences given as id lists, of any length.
 
         Sentences are cut into chunks (``_segments``) and run in length-sorted sub-batches
         of at most ``max_tokens`` padded tokens, so memory is bounded for any input.
@@ -566,21 +404,8 @@ class NERModel(TaskModel):
             group = pieces[i : i + count]
             i += count
             batch = self._batch([ids[r][s:e] for r, s, e in group], [tokens[r][s:e] for r, s, e in group], None, device)
-            scores, mask = self.emissions(batch)
-            lengths = batch["input_ids_lengths"].tolist()
-            if self.crf is not None:
-                paths = self.crf.decode(scores, mask)
-                if with_scores:
-                    probs = self.crf.marginals(scores, mask)
-            else:
-                probs = scores.float().softmax(-1)
-                paths = [row[:n] for row, n in zip(probs.argmax(-1).tolist(), lengths)]
-            confidences = None
-            if with_scores:
-                best = torch.tensor([p + [0] * (scores.shape[1] - len(p)) for p in paths], device=scores.device)
-                confidences = probs.gather(2, best.unsqueeze(2)).squeeze(2).tolist()
-            for k, (r, s, _) in enumerate(group):
-                results[(r, s)] = (paths[k], confidences[k][: lengths[k]] if confidences is not None else None)
+            for (r, s, _), result in zip(group, self._tag_padded(batch, with_scores)):
+                results[(r, s)] = result
         out = []
         for row, toks in enumerate(tokens):
             tags: list[int] = []
@@ -609,19 +434,27 @@ class NERModel(TaskModel):
                 "tags": tags_from_spans(found, len(names), self.config.output_scheme), "spans": items}
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
         """``{"text", "tokens", "tags", "spans": [{"text", "type", "start", "end", "char_start", "char_end", "score"}]}``.
 
         ``start``/``end`` are token indices (end exclusive); ``char_start``/``char_end`` index ``text``.
         """
         tokens = batch["_raw"]["tokens"]
-        ids = [row[:n] for row, n in zip(batch["input_ids"].tolist(), batch["input_ids_lengths"].tolist())]
-        tagged = self._tag(ids, tokens, with_scores=True, batch_size=max(len(ids), 1))
+        lengths = batch["input_ids_lengths"]
+        if int(lengths.max()) <= self.config.chunk_length:
+            # The Pipeline's padded batch as it is; only the characters are added.
+            padded = {"input_ids": batch["input_ids"], "input_ids_lengths": lengths}
+            if self.char_encoder is not None:
+                padded["char_ids"], padded["char_lengths"] = self._chars(tokens, batch["input_ids"].device)
+            tagged = self._tag_padded(padded, with_scores=True)
+        else:  # a sentence longer than chunk_length: tag in chunks
+            ids = [row[:n] for row, n in zip(batch["input_ids"].tolist(), lengths.tolist())]
+            tagged = self._tag(ids, tokens, with_scores=True, batch_size=max(len(ids), 1))
         return [self._output(t, tags, conf) for t, (tags, conf) in zip(tokens, tagged)]
 
     # -- metrics ----------------------------------------------------------------------------
-    def evaluate_processed(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any = None,
-                           batch_size: int = 128) -> dict[str, float]:
+    def metrics_on_processed(self, processed: Mapping[str, list], references: Mapping[str, list], decode: Any = None,
+                             device: Any = None, batch_size: int = 128) -> dict[str, float]:
         """Entity P/R/F1 on preprocessed data (Viterbi only: no confidences needed)."""
         was_training = self.training
         self.eval()
@@ -630,14 +463,22 @@ class NERModel(TaskModel):
         finally:
             self.train(was_training)
         predicted = [convert_tags([self.config.tags[t] for t in tags], self.config.scheme, "IOB2") for tags, _ in tagged]
-        return self.score_tags(predicted, references["tags"], self.config.input_scheme)
+        return self.entity_metrics(predicted, references["tags"], self.config.input_scheme)
 
-    def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
+    def check_references(self, references: Mapping[str, list], where: str = "dev example") -> None:
+        """Every reference tag sequence must read in the input scheme, as ``metrics`` will read it."""
+        for i, tags in enumerate(references["tags"]):
+            try:
+                convert_tags(list(tags), self.config.input_scheme, "IOB2")
+            except DataError as err:
+                raise DataError(f"{where} {i}: {err}") from None
+
+    def metrics(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
         predicted = [convert_tags(o["tags"], self.config.output_scheme, "IOB2") for o in outputs]
-        return self.score_tags(predicted, references["tags"], self.config.input_scheme)
+        return self.entity_metrics(predicted, references["tags"], self.config.input_scheme)
 
     @staticmethod
-    def score_tags(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], gold_scheme: str = "IOB2") -> dict[str, float]:
+    def entity_metrics(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]], gold_scheme: str = "IOB2") -> dict[str, float]:
         """Entity P/R/F1 (0–100) of IOB2 ``predicted`` against ``gold`` tags in ``gold_scheme``, micro and per type."""
         from ..metrics.entities import entity_f1
 
@@ -656,6 +497,30 @@ class NERModel(TaskModel):
         for kind, s in result.per_type.items():
             metrics.update({f"f1_{kind}": 100 * s.f1, f"precision_{kind}": 100 * s.precision, f"recall_{kind}": 100 * s.recall})
         return metrics
+
+    # -- presenting -----------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The sentence with each entity marked inline as ``[text](TYPE score)``; ``(no entities)`` when none.
+
+        >>> out = {"text": "Angela Merkel visited Paris.", "spans": [
+        ...     {"text": "Angela Merkel", "type": "PER", "char_start": 0, "char_end": 13, "score": 0.981},
+        ...     {"text": "Paris", "type": "LOC", "char_start": 22, "char_end": 27, "score": 0.999}]}
+        >>> NERModel.format_output(None, out)
+        '[Angela Merkel](PER 0.98) visited [Paris](LOC 1.00).'
+        """
+        if not isinstance(output, Mapping) or not isinstance(output.get("text"), str):
+            return TaskModel.format_output(self, output)
+        text, spans = output["text"], sorted(output.get("spans") or [], key=lambda s: s["char_start"])
+        if not spans:
+            return f"{text}  (no entities)"
+        parts, position = [], 0
+        for span in spans:
+            start, end = span["char_start"], span["char_end"]
+            parts.append(text[position:start])
+            parts.append(f"[{text[start:end]}]({span['type']} {span['score']:.2f})")
+            position = end
+        parts.append(text[position:])
+        return "".join(parts)
 
 
 class _TrainBatches:
@@ -730,7 +595,7 @@ class NERRecipe(FileRecipe):
         from ..pipeline import Pipeline
         from ..text.vocab import VocabularyStage
 
-        stages: list[Stage] = [VocabularyStage(self.vocabulary)]
+        stages: list[Stage] = [SentenceTokenizer(), VocabularyStage(self.vocabulary)]
         if self.word2vec is not None:
             from ..embeddings.word2vec import Word2VecStage
 

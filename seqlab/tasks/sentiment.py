@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..core.errors import ConfigError
-from ..core.recipe import FileRecipe, first_rows
 from ..core.task import TaskModel
+from ..data.splits import FileRecipe, first_rows
 from ..embeddings.word2vec import Word2VecConfig
 from ..text.tokenizers import WordTokenizerConfig
 from ..text.vocab import VocabularyStageConfig
@@ -58,7 +58,7 @@ class SentimentModel(TaskModel):
     >>> cfg = SentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"])
     >>> model = SentimentModel(cfg).eval()
     >>> batch = {"input_ids": torch.tensor([[4, 5, 6], [7, 0, 0]]), "input_ids_lengths": torch.tensor([3, 1])}
-    >>> [sorted(out["scores"]) for out in model.decode(batch)]
+    >>> [sorted(out["scores"]) for out in model.decode(batch, model.parse_options({}))]
     [['neg', 'pos'], ['neg', 'pos']]
     """
 
@@ -137,7 +137,7 @@ class SentimentModel(TaskModel):
         return nn.functional.cross_entropy(self.logits(batch).float(), batch["labels"])
 
     @torch.no_grad()
-    def decode(self, batch: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
         probs = self.logits(batch).float().softmax(-1).cpu()
         labels = self.config.labels
         outputs = []
@@ -146,7 +146,7 @@ class SentimentModel(TaskModel):
             outputs.append({"label": labels[best], "score": row[best], "scores": dict(zip(labels, row))})
         return outputs
 
-    def score(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
         from ..metrics.classification import accuracy, macro_f1
 
         gold = [str(v) for v in references["label"]]

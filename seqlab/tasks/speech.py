@@ -32,7 +32,6 @@ with one warning giving their number, and counted in ``SpeechModel.skipped_examp
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -48,8 +47,9 @@ from ..audio.augment import SpecAugment, SpecAugmentConfig
 from ..audio.features import LogMelConfig, MFCCConfig
 from ..audio.io import AudioLoaderConfig
 from ..core.errors import ConfigError, DataError, InputError
-from ..core.recipe import FileRecipe
+from ..core.options import MAX_BEAM_SIZE, Option, check_cap
 from ..core.task import TaskModel
+from ..data.splits import FileRecipe
 from ..nn.blocks import ConvLayerSpec, ConvStack
 from ..nn.ctc import (
     BLANK, CTCHead, NGramLM, WordList, beam_search_batch, ctc_align, ctc_loss, ctc_min_frames, greedy_decode,
@@ -73,8 +73,11 @@ __all__ = [
 
 #: The spoken digits, index = digit.
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-#: Per-call settings ``pipe(audio, **settings)`` understands.
-DECODE_KEYS = ("timings", "decoder", "beam_size")
+#: Clips shorter than this hold no word: ``decode`` gives them an empty transcript, and
+#: ``transcribe_audio`` (``seqlab predict``) refuses them with an ``InputError``.
+MIN_AUDIO_SECONDS = 0.1
+#: ``transcribe_audio`` cuts longer clips into chunks of at most this many seconds.
+CHUNK_SECONDS = 20.0
 
 
 def normalize_transcript(text: str, lowercase: bool = True) -> str:
@@ -135,6 +138,7 @@ class DecoderConfig:
     def validate(self, where: str = "decoder") -> None:
         if self.beam_size < 1:
             raise ConfigError(f"{where}.beam_size must be >= 1, got {self.beam_size}")
+        check_cap(where, "beam_size", self.beam_size, MAX_BEAM_SIZE)
         if not 0.0 <= self.token_min_prob < 1.0:
             raise ConfigError(f"{where}.token_min_prob must be in [0, 1), got {self.token_min_prob}")
         if self.lm_arpa is not None and self.lm_path is not None:
@@ -216,6 +220,12 @@ class SpeechModel(TaskModel):
     selection_mode = "min"
     #: A small dev set reaches WER 0 early; the dev CTC loss then picks among the epochs that do.
     selection_tiebreak = "loss"
+    options = {
+        "decoder": Option(str, doc="greedy or beam search", choices=("greedy", "beam"), from_config="decoder.method"),
+        "beam_size": Option(int, doc="beam width", low=1, high=MAX_BEAM_SIZE, from_config="decoder.beam_size"),
+        "timings": Option(bool, False, "return a dict with per-word and per-label times and scores"),
+        "sample_rate": Option(object, doc="the rate of audio given as arrays (default: the model's rate)", column=True),
+    }
 
     def __init__(self, config: SpeechConfig) -> None:
         super().__init__(config)
@@ -443,55 +453,42 @@ class SpeechModel(TaskModel):
         self.eval()
         try:
             log_probs, out_lengths = self.log_probs(features, lengths)
-            method = _call_setting("decoder", decoder) if decoder is not None else self.config.decoder.method
-            beam = _call_setting("beam_size", beam_size) if beam_size is not None else self.config.decoder.beam_size
+            given = {k: v for k, v in (("decoder", decoder), ("beam_size", beam_size)) if v is not None}
+            options = self.parse_options(given)
+            method, beam = options.decoder, options.beam_size
             ids = self._search(log_probs, out_lengths, method, beam)
         finally:
             self.train(was_training)
         return [self.ids_to_text(i) for i in ids]
 
-    def _check_settings(self, raw: Mapping[str, list]) -> None:
-        for key in raw:
-            if key in DECODE_KEYS:
-                continue
-            close = difflib.get_close_matches(key, DECODE_KEYS, n=1, cutoff=0.8)
-            if close:
-                raise InputError(f"speech: unknown setting {key!r} (did you mean {close[0]!r}?); settings: {', '.join(DECODE_KEYS)}")
-
     @torch.no_grad()
-    def decode(self, batch: dict[str, Any]) -> list[Any]:
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[Any]:
         """One transcript (a string) per example; with ``timings=True`` a dict with per-word/label timings.
 
-        Per-call settings come from the batch's raw columns (``pipe(audio, decoder="beam", beam_size=16)``).
+        ``options``: the call's ``decoder``, ``beam_size`` and ``timings`` (``pipe(audio, decoder="beam")``).
         """
+        options = options if options is not None else self.parse_options({})
         raw = batch.get("_raw") or {}
-        self._check_settings(raw)
         log_probs, out_lengths = self.log_probs(batch["features"], batch["features_lengths"])
-        size = log_probs.shape[0]
-
-        def setting(name: str, default: Any) -> list[Any]:
-            values = raw.get(name)
-            if values is None:
-                return [default] * size
-            return [default if v is None else _call_setting(name, v) for v in values]
-
-        methods = setting("decoder", self.config.decoder.method)
-        beams = setting("beam_size", self.config.decoder.beam_size)
-        timings = setting("timings", False)
-        ids: list[list[int] | None] = [None] * size
-        for key in sorted({(m, int(k)) for m, k in zip(methods, beams)}):
-            rows = [i for i in range(size) if (methods[i], int(beams[i])) == key]
-            index = torch.tensor(rows, device=log_probs.device)
-            found = self._search(log_probs.index_select(0, index), out_lengths.index_select(0, index), *key)
-            for i, result in zip(rows, found):
-                ids[i] = result
+        ids = self._search(log_probs, out_lengths, options.decoder, options.beam_size)
         outputs: list[Any] = []
-        for b in range(size):
+        for b in range(log_probs.shape[0]):
             text = self.ids_to_text(ids[b])
-            if not timings[b]:
+            if not options.timings:
                 outputs.append(text)
                 continue
             outputs.append(self._with_timings(text, ids[b], log_probs[b], int(out_lengths[b])))
+        return self._blank_too_short(outputs, raw)
+
+    @staticmethod
+    def _blank_too_short(outputs: list[Any], raw: Mapping[str, list]) -> list[Any]:
+        """An empty transcript for clips shorter than ``MIN_AUDIO_SECONDS`` (a few frames decode to noise, e.g. ``s``)."""
+        clips, rates = raw.get("audio"), raw.get("sample_rate")
+        if clips is None or rates is None:
+            return outputs
+        for b, (clip, rate) in enumerate(zip(clips, rates)):
+            if len(clip) < MIN_AUDIO_SECONDS * rate:
+                outputs[b] = {"text": "", "words": [], "labels": []} if isinstance(outputs[b], dict) else ""
         return outputs
 
     def _with_timings(self, text: str, ids: list[int], log_probs: torch.Tensor, length: int) -> dict[str, Any]:
@@ -520,9 +517,17 @@ class SpeechModel(TaskModel):
         return {"text": text, "words": words, "labels": labels}
 
     @torch.no_grad()
+    def check_references(self, references: Mapping[str, list], where: str = "dev example") -> None:
+        """Every reference transcript must be made of this model's output labels (``encode_text``)."""
+        for i, text in enumerate(references["text"]):
+            self.encode_text(text, f"{where} {i}: transcript")
+
     def tiebreak_metrics(self, processed: Mapping[str, list], references: Mapping[str, list], device: Any) -> dict[str, float]:
         """The CTC loss on the dev data, averaged over utterances (``ctc_reduction`` within each)."""
         from ..train import TrainConfig
+
+        # The loss needs label ids: name an unencodable row as evaluation data, not as training data.
+        self.check_references(references, "evaluation example")
 
         was_training, skipped = self.training, self.skipped_examples
         self.eval()
@@ -538,12 +543,35 @@ class SpeechModel(TaskModel):
             self.skipped_examples = skipped  # the training set's count, as fit reported it
         return {"loss": total / count if count else math.inf}
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
         from ..metrics.error_rate import cer, wer
 
         hyps = [o["text"] if isinstance(o, dict) else o for o in outputs]
         refs = [normalize_transcript(r, self.config.lowercase) for r in references["text"]]
         return {"wer": wer(refs, hyps), "cer": cer(refs, hyps)}
+
+    # -- presenting --------------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The transcript; a chunked long clip (``transcribe_audio``) as ``[m:ss.s–m:ss.s] text`` per chunk.
+
+        >>> SpeechModel.format_output(None, "one two")
+        'one two'
+        >>> SpeechModel.format_output(None, {"text": "one two", "chunks": [
+        ...     {"start": 0.0, "end": 19.5, "text": "one"}, {"start": 19.5, "end": 65.25, "text": "two"}]})
+        '[0:00.0–0:19.5] one [0:19.5–1:05.2] two'
+        """
+        def clock(seconds: float) -> str:
+            minutes, rest = divmod(float(seconds), 60.0)
+            return f"{int(minutes)}:{rest:04.1f}"
+
+        if isinstance(output, dict) and isinstance(output.get("chunks"), list):
+            return " ".join(
+                f"[{clock(c['start'])}–{clock(c['end'])}] {c['text'] or '(no words)'}" for c in output["chunks"]
+            )
+        text = output.get("text") if isinstance(output, dict) else output
+        if not isinstance(text, str):
+            return TaskModel.format_output(self, output)
+        return text if text.strip() else "(no words recognised)"
 
     # -- scoring given transcripts (the digit classifier) -----------------------------------------
     @torch.no_grad()
@@ -566,28 +594,6 @@ class SpeechModel(TaskModel):
         return torch.stack(columns, dim=1)
 
 
-#: The widest beam a call may ask for (the search keeps that many prefixes per frame).
-MAX_BEAM_SIZE = 256
-
-
-def _call_setting(name: str, value: Any) -> Any:
-    """A per-call decode setting (``pipe(audio, beam_size=8)``), checked; InputError names it."""
-    if name == "decoder":
-        if isinstance(value, str) and value in ("greedy", "beam"):
-            return value
-        raise InputError(f"speech: the setting decoder={value!r} is not 'greedy' or 'beam'")
-    if name == "beam_size":
-        ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-        if not ok and isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-            value, ok = int(value), True
-        if not ok or not 1 <= int(value) <= MAX_BEAM_SIZE:
-            raise InputError(f"speech: the setting beam_size={value!r} is not an integer in [1, {MAX_BEAM_SIZE}]")
-        return int(value)
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return bool(value)
-    raise InputError(f"speech: the setting {name}={value!r} is not true or false")
-
-
 # -- helpers for other tasks -------------------------------------------------------------------
 def _model_of(pipe_or_model: Any) -> SpeechModel:
     model = getattr(pipe_or_model, "model", pipe_or_model)
@@ -607,6 +613,95 @@ def speech_features(pipe: Any, audio: Sequence[Any], sample_rate: int | None = N
     if sample_rate is not None:
         data["sample_rate"] = [sample_rate] * len(inputs)
     return list(pipe.preprocess(data, with_targets=False)["features"])
+
+
+def chunk_bounds(audio: np.ndarray, sample_rate: int, max_seconds: float = CHUNK_SECONDS,
+                 search_seconds: float | None = None, frame_seconds: float = 0.02) -> list[tuple[int, int]]:
+    """Where to cut a long clip: ``(start, end)`` samples of chunks of at most ``max_seconds``.
+
+    Each cut lies in the middle of the quietest 0.1 s (lowest mean energy over five
+    ``frame_seconds`` frames) of the last ``search_seconds`` (default a quarter of
+    ``max_seconds``, at most 5 s) before the limit, so that it falls in a pause rather than
+    inside a word. A tail shorter than ``MIN_AUDIO_SECONDS`` joins the chunk before it.
+
+    >>> quiet = np.zeros(8000, np.float32); loud = np.ones(24000, np.float32)
+    >>> chunk_bounds(np.concatenate([loud, quiet, loud]), 16000, max_seconds=2.0)
+    [(0, 24800), (24800, 56000)]
+    """
+    if not max_seconds > MIN_AUDIO_SECONDS:
+        raise InputError(f"chunk_seconds must be more than {MIN_AUDIO_SECONDS} s, got {max_seconds}")
+    size, total = int(max_seconds * sample_rate), len(audio)
+    search = int(min(max_seconds / 4, 5.0) * sample_rate) if search_seconds is None else int(search_seconds * sample_rate)
+    frame = max(1, int(frame_seconds * sample_rate))
+    energy = np.asarray(audio, dtype=np.float64) ** 2
+    bounds, start = [], 0
+    while total - start > size:
+        low, high = start + max(size - search, frame), start + size
+        window = energy[low:high]
+        usable = (len(window) // frame) * frame
+        if usable:
+            means = window[:usable].reshape(-1, frame).mean(axis=1)
+            width = min(len(means), max(1, int(round(0.1 / frame_seconds))))
+            smooth = np.convolve(means, np.ones(width) / width, mode="valid")
+            cut = low + (int(np.argmin(smooth)) + width // 2) * frame + frame // 2
+        else:
+            cut = high
+        bounds.append((start, cut))
+        start = cut
+    if bounds and total - start < MIN_AUDIO_SECONDS * sample_rate:
+        start = bounds.pop()[0]
+    bounds.append((start, total))
+    return bounds
+
+
+def transcribe_audio(pipe: Any, inputs: Sequence[Any], chunk_seconds: float = CHUNK_SECONDS, **settings: Any) -> list[Any]:
+    """Transcribe clips of any length; what ``seqlab predict`` runs for a speech model.
+
+    A clip shorter than ``MIN_AUDIO_SECONDS`` is an ``InputError`` naming it. A clip up to
+    ``chunk_seconds`` gives its transcript (a string, as ``pipe.predict``); a longer one is cut
+    at pauses (``chunk_bounds``) into chunks transcribed separately, and gives
+    ``{"text": all chunks' words, "chunks": [{"start", "end", "text"}]}`` with seconds from the
+    start of the clip. ``settings`` are the per-call decoding settings (``decoder``, ``beam_size``).
+    """
+    from ..audio.io import AudioLoader
+
+    model = _model_of(pipe)
+    loader = next((s for s in pipe.stages if isinstance(s, AudioLoader)), None)
+    if loader is None:
+        raise InputError("transcribe_audio needs a speech pipeline with an audio_loader stage")
+    # Read whole clips at the model's rate; the pipeline's loader normalises each chunk later.
+    reader = AudioLoader(dataclasses.replace(loader.config, max_seconds=None, normalize="none"))
+    rate = reader.config.sample_rate
+    pieces: list[np.ndarray] = []
+    spans: list[list[tuple[int, int]]] = []
+    for index, value in enumerate(inputs):
+        model.check_input(value, index)
+        clip = reader({reader.config.column: [value]})["audio"][0]
+        if len(clip) < MIN_AUDIO_SECONDS * rate:
+            name = f" ({str(value)!r:.80})" if isinstance(value, (str, Path)) else ""
+            raise InputError(
+                f"input {index}{name}: the audio lasts {len(clip) / rate:.3f} s; speech needs at least "
+                f"{MIN_AUDIO_SECONDS:g} s to hold a word"
+            )
+        bounds = chunk_bounds(clip, rate, chunk_seconds)
+        spans.append(bounds)
+        pieces.extend(clip[a:b] for a, b in bounds)
+    rates = {reader.config.sample_rate_column: rate}  # the pieces are at the model's rate already
+    texts = pipe.predict(pieces, **rates, **settings) if pieces else []
+    outputs: list[Any] = []
+    position = 0
+    for bounds in spans:
+        chunk_texts = texts[position: position + len(bounds)]
+        position += len(bounds)
+        if len(bounds) == 1:
+            outputs.append(chunk_texts[0])
+            continue
+        chunks = [
+            {"start": round(a / rate, 2), "end": round(b / rate, 2), "text": t["text"] if isinstance(t, dict) else t}
+            for (a, b), t in zip(bounds, chunk_texts)
+        ]
+        outputs.append({"text": " ".join(c["text"] for c in chunks if c["text"]), "chunks": chunks})
+    return outputs
 
 
 def _as_feature_batch(features: Any, lengths: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

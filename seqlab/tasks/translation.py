@@ -9,20 +9,20 @@ fitted on the source and target training text together, so that one vocabulary (
 
 Who does what:
 
-- the pipeline's one stage, a ``SentencePieceTokenizer`` on ``text``, turns the source
-  into ``input_ids`` at training and prediction time;
-- the model encodes the ``target`` column itself when it batches training data
-  (``train_batches``) with the target subword model it was built with, and keeps the target
-  vocabulary (its pieces) in its config so that a saved model turns ids back into text on
-  its own — as a classifier keeps its label names (the pipeline has no stage that runs at
-  training time only on a target column and could be reloaded, so a second, target-side
-  stage would make prediction fail for want of a ``target`` column);
-- ``score`` is detokenised sacreBLEU (and chrF) against the raw target text.
+- the pipeline's stages are two ``SentencePieceTokenizer``s, both fitted in ``Pipeline.fit``:
+  one on ``text`` (the source ``input_ids``, at training and prediction time) and one on
+  ``target`` (``target_ids``, training only). A joint vocabulary is the same model fitted on
+  both columns (fitted once: the second stage finds it in the tokenizer's cache);
+- the model keeps the target vocabulary (its pieces) in its config, so that a saved model
+  turns ids back into text on its own, as a classifier keeps its label names; a loaded
+  pipeline has both stages, so it can be trained further (``fit`` on new pairs, ``--resume``);
+- ``metrics`` is detokenised sacreBLEU (and chrF) against the raw target text.
 
 Limits a user can meet: an empty source is an ``InputError``; a source longer than
 ``max_source_tokens`` subwords is cut to that length with a ``UserWarning``; characters the
 subword model never saw become ``<unk>`` (``subwords.byte_fallback`` spells them as bytes
-instead); a beam size below 1 is a ``ConfigError`` (config) or an ``InputError`` (call).
+instead); a beam size outside [1, ``MAX_BEAM_SIZE``] is a ``ConfigError`` (config) or an ``InputError``
+(call), and so is a longest output above ``MAX_DECODE_LENGTH`` tokens.
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ from typing import Any, Literal
 
 import torch
 
-from ..core.errors import ConfigError, DataError, InputError, TrainingError
+from ..core.errors import ConfigError, DataError, InputError
+from ..core.options import MAX_BEAM_SIZE, MAX_DECODE_LENGTH, Option, Options, check_cap
 from ..core.task import TaskModel
 from ..nn.decoding import LENGTH_PENALTIES
 from ..nn.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -120,6 +121,15 @@ class TranslationConfig(Seq2SeqConfig):
             raise ConfigError(f"{where}: length_alpha, max_len_a and max_len_b must be >= 0")
         if self.max_source_tokens < 1 or self.max_target_tokens < 1:
             raise ConfigError(f"{where}: max_source_tokens and max_target_tokens must be >= 1")
+        check_cap(where, "beam_size", self.beam_size, MAX_BEAM_SIZE)
+        for name in ("max_source_tokens", "max_target_tokens", "max_len_b"):
+            check_cap(where, name, getattr(self, name), MAX_DECODE_LENGTH)
+        longest = self.max_len_a * self.max_source_tokens + self.max_len_b
+        if longest > MAX_DECODE_LENGTH:
+            raise ConfigError(
+                f"{where}: max_len_a * max_source_tokens + max_len_b = {longest:g} output tokens is above the limit "
+                f"of {MAX_DECODE_LENGTH:,} (see docs/errors.md, 'Limits'); lower max_len_a or max_source_tokens"
+            )
 
 
 def _pad_ids(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,8 +148,8 @@ class TranslationModel(TaskModel):
     >>> cfg = TranslationConfig(embedding_dim=8, encoder_hidden=4, decoder_hidden=8, attention_dim=8,
     ...                         source_vocab_size=8, target_vocab_size=8, target_pieces=pieces, beam_size=2)
     >>> model = TranslationModel(cfg).eval()
-    >>> out = model.decode({"input_ids": torch.tensor([[6, 7]]), "input_ids_lengths": torch.tensor([2]),
-    ...                     "_raw": {"return_attention": [True]}})
+    >>> out = model.decode({"input_ids": torch.tensor([[6, 7]]), "input_ids_lengths": torch.tensor([2])},
+    ...                    model.parse_options({"return_attention": True}))
     >>> sorted(out[0]), out[0]["source_pieces"]
     (['attention', 'score', 'source_pieces', 'target_pieces', 'text'], ['▁a', '▁dog'])
     """
@@ -150,6 +160,10 @@ class TranslationModel(TaskModel):
     target_columns = ("target",)
     selection_metric = "bleu"
     selection_mode = "max"
+    options = {
+        "beam_size": Option(int, doc="beam width (1: greedy search)", low=1, high=MAX_BEAM_SIZE, from_config="beam_size"),
+        "return_attention": Option(bool, False, "return a dict with the attention matrix and the pieces, not just the text"),
+    }
 
     def __init__(self, config: TranslationConfig) -> None:
         super().__init__(config)
@@ -158,27 +172,29 @@ class TranslationModel(TaskModel):
         ):
             raise ConfigError(
                 f"translation model: the vocabularies do not match their sizes (target {len(config.target_pieces)} "
-                f"pieces for target_vocab_size {config.target_vocab_size}); build the model with Pipeline.fit, "
-                "translation_pipeline or TranslationModel.from_tokenizers"
+                f"pieces for target_vocab_size {config.target_vocab_size}); build the model with Pipeline.fit "
+                "or translation_pipeline"
             )
         self.net = Seq2Seq(config)
-        #: The target-side subword model used to encode training targets (not saved: the
-        #: pieces in the config are enough to decode). Set by ``from_tokenizers``.
-        self.target_tokenizer = None
-        self._target_cache: tuple[Any, list[list[int]]] | None = None
 
     # -- building -----------------------------------------------------------------------
-    @classmethod
-    def from_tokenizers(cls, config: TranslationConfig, source, target=None) -> "TranslationModel":
-        """A new model for fitted ``SentencePieceTokenizer``s (``target`` None: joint)."""
-        model = cls(cls._configure_tokenizers(config, source, target))
-        model.target_tokenizer = source if target is None else target
-        return model
+    @staticmethod
+    def subword_stages(stages: list) -> tuple[Any, Any]:
+        """The pipeline's sentencepiece stages on ``text`` and on ``target`` (the source one for both
+        in a pipeline saved before the target side was a stage)."""
+        from ..text.sentencepiece import SentencePieceTokenizer
+
+        pieces = [s for s in stages if isinstance(s, SentencePieceTokenizer)]
+        source = next((s for s in pieces if s.config.input == "text"), None)
+        target = next((s for s in pieces if s.config.input == "target"), source)
+        if source is None:
+            raise ConfigError("the translation pipeline needs a sentencepiece stage with input 'text'")
+        return source, target
 
     @classmethod
-    def _configure_tokenizers(cls, config: TranslationConfig, source, target=None) -> TranslationConfig:
-        """Fill in the vocabularies from fitted ``SentencePieceTokenizer``s (``target`` None: joint)."""
-        target = source if target is None else target
+    def configure(cls, config: TranslationConfig, stages: list) -> TranslationConfig:
+        """The vocabularies from the fitted subword stages (one joint model, or one per side)."""
+        source, target = cls.subword_stages(stages)
         joint = target is source or target.model_proto == source.model_proto
         if config.share_embeddings and not joint:
             raise ConfigError(
@@ -190,55 +206,27 @@ class TranslationModel(TaskModel):
             target_pieces=target.pieces, source_pieces=[] if joint else source.pieces,
         )
 
-    @staticmethod
-    def _subword_stage(stages: list):
-        """The pipeline's sentencepiece stage on ``text``: the (joint) subword model."""
-        from ..text.sentencepiece import SentencePieceTokenizer
-
-        source = next((s for s in stages if isinstance(s, SentencePieceTokenizer) and s.config.input == "text"), None)
-        if source is None:
-            raise ConfigError("the translation pipeline needs a sentencepiece stage with input 'text'")
-        return source
-
-    @classmethod
-    def configure(cls, config: TranslationConfig, stages: list) -> TranslationConfig:
-        return cls._configure_tokenizers(config, cls._subword_stage(stages))
-
-    def initialize(self, stages: list) -> None:
-        self.target_tokenizer = self._subword_stage(stages)
-
     # -- data ---------------------------------------------------------------------------
     def pad_values(self, training: bool) -> dict[str, Any]:
-        # The targets are encoded by train_batches, not by a pipeline stage.
-        return {"input_ids": self.config.pad_id}
-
-    def _encode_targets(self, texts: list) -> list[list[int]]:
-        if self._target_cache is not None and self._target_cache[0] is texts:
-            return self._target_cache[1]
-        if self.target_tokenizer is None:
-            raise TrainingError(
-                "this translation model has no target subword model to encode training targets with "
-                "(a loaded model keeps only the target vocabulary); build a new pipeline with "
-                "translation_pipeline(...) or attach one: model.target_tokenizer = pipe.stages[0] for a joint model"
-            )
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise DataError(f"target row {i} is {type(text).__name__} {text!r:.60}, expected text")
-        # The processor directly: the stage's add_bos/add_eos settings are for the source.
-        ids = self.target_tokenizer.processor.encode(list(texts), out_type=int)
-        self._target_cache = (texts, ids)
-        return ids
+        pads: dict[str, Any] = {"input_ids": self.config.pad_id}
+        if training:
+            pads["target_ids"] = self.config.pad_id
+        return pads
 
     def train_batches(self, columns: dict[str, list], config: TrainConfig, epoch: int) -> list[dict[str, torch.Tensor]]:
-        """Length-bucketed batches of ``input_ids`` and encoded ``target`` (``max_tokens`` caps padded tokens)."""
+        """Length-bucketed batches of ``input_ids`` and ``target_ids``, each cut to its ``max_*_tokens``.
+
+        Pairs with an empty source are left out; ``max_tokens`` caps padded tokens.
+        """
         from ..data.collate import bucket_batches
 
-        if "target" not in columns:
-            raise DataError(f"the training data has no 'target' column (has {sorted(columns)})")
-        sources = columns["input_ids"]
-        targets = self._encode_targets(columns["target"])
+        for name in ("input_ids", "target_ids"):
+            if name not in columns:
+                raise DataError(f"the training data has no {name!r} column (has {sorted(columns)}); "
+                                "the pipeline's subword stages write it")
         c = self.config
-        pairs = [(list(s[: c.max_source_tokens]), list(t[: c.max_target_tokens])) for s, t in zip(sources, targets)]
+        pairs = [(list(s[: c.max_source_tokens]), list(t[: c.max_target_tokens]))
+                 for s, t in zip(columns["input_ids"], columns["target_ids"])]
         keep = [i for i, (s, _) in enumerate(pairs) if s]
         if not keep:
             raise DataError("every training source is empty after subword tokenization")
@@ -265,19 +253,11 @@ class TranslationModel(TaskModel):
         pieces = self.config.source_pieces or self.config.target_pieces
         return [pieces[i] for i in ids]
 
-    @staticmethod
-    def _option(raw: dict, name: str, default: Any) -> Any:
-        values = raw.get(name)
-        return default if not values else values[0]
-
     @torch.no_grad()
-    def decode(self, batch: dict[str, Any]) -> list[Any]:
+    def decode(self, batch: dict[str, Any], options: Options) -> list[Any]:
         c = self.config
         raw = batch.get("_raw") or {}
-        beam_size = self._option(raw, "beam_size", c.beam_size)
-        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-            raise InputError(f"beam_size must be an integer >= 1 (1 is greedy search), got {beam_size!r}")
-        with_attention = bool(self._option(raw, "return_attention", False))
+        beam_size, with_attention = options.beam_size, options.return_attention
         ids, lengths = batch["input_ids"], batch["input_ids_lengths"]
         texts = raw.get("text") or [None] * len(lengths)
         lengths_list = lengths.tolist()
@@ -311,13 +291,25 @@ class TranslationModel(TaskModel):
             })
         return outputs
 
-    def score(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
+    def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:
         """Detokenised corpus sacreBLEU and chrF (0–100) of the outputs against the raw ``target`` text."""
         from ..metrics.translation import bleu, chrf
 
         hypotheses = [o["text"] if isinstance(o, dict) else o for o in outputs]
         refs = [str(r) for r in references["target"]]
         return {"bleu": bleu(refs, hypotheses).score, "chrf": chrf(refs, hypotheses).score}
+
+    # -- presenting -----------------------------------------------------------------------------
+    def format_output(self, output: Any) -> str:
+        """The translation; ``(empty translation)`` when the model ended at once.
+
+        >>> TranslationModel.format_output(None, {"text": "Ein Hund.", "attention": []})
+        'Ein Hund.'
+        """
+        text = output.get("text") if isinstance(output, dict) else output
+        if not isinstance(text, str):
+            return TaskModel.format_output(self, output)
+        return text if text.strip() else "(empty translation)"
 
 
 def save_attention_png(prediction: dict[str, Any], path: str | Path) -> Path:
@@ -381,41 +373,46 @@ class SubwordConfig:
         )
 
 
-def _column(data: Any, name: str) -> list:
-    try:
-        return list(data[name])
-    except (KeyError, ValueError):
-        raise DataError(f"the data has no column {name!r}") from None
-
-
-def fit_subwords(train: Any, subwords: SubwordConfig | None = None):
-    """Fit the subword model(s) on ``train`` (columns ``text`` and ``target``): (source stage, target model).
-
-    Joint: one model on both columns, returned twice. Otherwise one per column.
-    """
+def subword_stages(subwords: SubwordConfig | None = None) -> list:
+    """The (unfitted) subword stages of a translation pipeline: source ``text`` → ``input_ids`` and,
+    in training only, ``target`` → ``target_ids``. Joint: both fit one model on both columns."""
     from ..text.sentencepiece import SentencePieceTokenizer
 
     subwords = subwords or SubwordConfig()
-    source_text, target_text = _column(train, "text"), _column(train, "target")
-    source = SentencePieceTokenizer(subwords.stage_config("text", "input_ids"))
-    if subwords.joint:
-        source.fit({"text": source_text + target_text})
-        return source, source
-    source.fit({"text": source_text})
-    target = SentencePieceTokenizer(subwords.stage_config("target", "target_ids")).fit({"target": target_text})
-    return source, target
+    both = ["text", "target"] if subwords.joint else []
+    source = SentencePieceTokenizer(dataclasses.replace(subwords.stage_config("text", "input_ids"), fit_columns=both))
+    target = SentencePieceTokenizer(dataclasses.replace(
+        subwords.stage_config("target", "target_ids"), fit_columns=both or ["target"], training_only=True))
+    return [source, target]
 
 
-def translation_pipeline(train: Any, subwords: SubwordConfig | dict | None = None,
+def fit_subwords(train: Any, subwords: SubwordConfig | None = None):
+    """The subword stages fitted on ``train`` (columns ``text`` and ``target``): (source, target).
+
+    Joint: one model fitted on both columns, the same in both stages.
+    """
+    source, target = subword_stages(subwords)
+    for name in ("text", "target"):
+        try:
+            train[name]
+        except (KeyError, ValueError, TypeError):
+            raise DataError(f"the data has no column {name!r}") from None
+    return source.fit(train), target.fit(train)
+
+
+def translation_pipeline(train: Any = None, subwords: SubwordConfig | dict | None = None,
                          model: TranslationConfig | dict | None = None, device: str = "auto"):
-    """A translation ``Pipeline`` whose subword model(s) are fitted on ``train``; call ``fit`` to train it.
+    """A translation ``Pipeline``: its subword stages, and the network; call ``fit`` to train it.
+
+    With ``train``, the stages are fitted on it now and the (untrained) network is built, so
+    that its size is known before training; without, ``fit`` does both.
 
     >>> train = {"text": ["a dog", "a cat", "two dogs"] * 5, "target": ["ein Hund", "eine Katze", "zwei Hunde"] * 5}
     >>> pipe = translation_pipeline(train, {"vocab_size": 30, "hard_vocab_limit": False},
     ...                             {"embedding_dim": 8, "encoder_hidden": 8, "decoder_hidden": 8, "attention_dim": 8})
     >>> _ = pipe.fit(train, train_config={"epochs": 1, "progress": "off"})
-    >>> isinstance(pipe("a dog"), str)
-    True
+    >>> isinstance(pipe("a dog"), str), [s.config.input for s in pipe.stages]
+    (True, ['text', 'target'])
     """
     from ..core.config import from_dict
     from ..pipeline import Pipeline
@@ -424,9 +421,11 @@ def translation_pipeline(train: Any, subwords: SubwordConfig | dict | None = Non
         subwords = from_dict(SubwordConfig, dict(subwords or {}), where="subwords")
     if not isinstance(model, TranslationConfig):
         model = from_dict(TranslationConfig, dict(model or {}), where="model")
-    source, target = fit_subwords(train, subwords)
-    net = TranslationModel.from_tokenizers(model, source, target)
-    return Pipeline([source], TranslationModel, net.config, device=device, model=net)
+    if train is None:
+        return Pipeline(subword_stages(subwords), TranslationModel, model, device=device)
+    stages = list(fit_subwords(train, subwords))
+    net = TranslationModel.from_stages(model, stages)
+    return Pipeline(stages, TranslationModel, net.config, device=device, model=net)
 
 
 # -- recipe -------------------------------------------------------------------------------
@@ -493,6 +492,5 @@ class TranslationRecipe:
         return self.read(*paths)
 
     def build(self):
-        """The pipeline with its subword model(s) fitted on the training data (the network untrained)."""
-        train, _ = self.datasets()
-        return translation_pipeline(train, self.subwords, self.model, device=self.device)
+        """The pipeline: unfitted subword stages and the network's settings; ``Pipeline.fit`` fits both."""
+        return translation_pipeline(None, self.subwords, self.model, device=self.device)

@@ -25,17 +25,25 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from seqlab.core.errors import ConfigError, DataError, InputError, ModelFileError
+from seqlab.core.files import read_regular_bytes
 from seqlab.core.serialization import atomic_write_bytes
 from seqlab.core.stage import Stage
 
 from .vocab import BOS, EOS, PAD, SPECIALS, UNK, column_rows
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+#: The last models fitted, by a hash of their training text and settings: the two stages of a
+#: joint translation vocabulary (source and target side) fit the same model, and only once.
+_FITTED: OrderedDict[str, bytes] = OrderedDict()
+_FITTED_KEEP = 2
 
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 _TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
@@ -76,6 +84,11 @@ class SentencePieceConfig:
     seed: int = 0
     #: Training threads. 1 is deterministic by construction; the result also records this number.
     num_threads: int = 1
+    #: Columns whose text the model is fitted on (empty: ``input`` alone). A joint translation
+    #: vocabulary fits on ``[text, target]``.
+    fit_columns: list[str] = dataclasses.field(default_factory=list)
+    #: Encode a target column: the pipeline runs the stage in training only (no targets at prediction).
+    training_only: bool = False
 
     def validate(self, where: str) -> None:
         reserved = len(SPECIALS) + len(self.user_symbols)
@@ -95,6 +108,8 @@ class SentencePieceConfig:
             raise ConfigError(f"{where}: num_threads and max_sentence_length must be ≥ 1, input_sentence_size ≥ 0")
         if self.input == self.output:
             raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
+        if self.fit_columns and self.input not in self.fit_columns:
+            raise ConfigError(f"{where}.fit_columns: {self.fit_columns} must include the input column {self.input!r}")
 
 
 def _sentences(rows: Iterable[Any], column: str) -> Iterator[str]:
@@ -133,6 +148,7 @@ class SentencePieceTokenizer(Stage):
         super().__init__(config, **overrides)
         self.takes = (self.config.input,)
         self.provides = (self.config.output,)
+        self.training_only = self.config.training_only
         self._model_proto: bytes | None = None
         self._processor = None
 
@@ -160,13 +176,16 @@ class SentencePieceTokenizer(Stage):
     def fit(self, data: Any) -> "SentencePieceTokenizer":
         import sentencepiece as spm
 
-        column = self.config.input
-        sentences = list(_sentences(column_rows(data, column, type(self).__name__), column))
+        columns = list(self.config.fit_columns) or [self.config.input]
+        sentences = [s for c in columns for s in _sentences(column_rows(data, c, type(self).__name__), c)]
         if not sentences:
-            raise DataError(
-                f"SentencePieceTokenizer: column {column!r} holds no text (every row is empty); "
-                "train on a non-empty corpus"
-            )
+            named = f"column {columns[0]!r} holds" if len(columns) == 1 else f"columns {', '.join(map(repr, columns))} hold"
+            raise DataError(f"SentencePieceTokenizer: {named} no text (every row is empty); train on a non-empty corpus")
+        key = self._fit_key(sentences)
+        if key in _FITTED:
+            _FITTED.move_to_end(key)
+            self._set_model(_FITTED[key])
+            return self
         buffer = io.BytesIO()
         spm.set_random_generator_seed(self.config.seed)
         try:
@@ -176,7 +195,16 @@ class SentencePieceTokenizer(Stage):
         except RuntimeError as err:
             raise self._rephrase(err, len(sentences)) from None
         self._set_model(buffer.getvalue())
+        _FITTED[key] = self._model_proto
+        while len(_FITTED) > _FITTED_KEEP:
+            _FITTED.popitem(last=False)
         return self
+
+    def _fit_key(self, sentences: list[str]) -> str:
+        digest = hashlib.sha256(repr((self.config.seed, sorted(self._trainer_args().items()))).encode())
+        for sentence in sentences:
+            digest.update(sentence.encode("utf-8", "surrogatepass") + b"\n")
+        return digest.hexdigest()
 
     def _rephrase(self, err: RuntimeError, n_sentences: int) -> Exception:
         message = str(err)
@@ -296,7 +324,7 @@ class SentencePieceTokenizer(Stage):
         path = Path(directory) / self.FILE
         if not path.is_file():
             raise ModelFileError(f"{str(path)!r} is missing: the sentencepiece model of this pipeline")
-        self._set_model(path.read_bytes())
+        self._set_model(read_regular_bytes(path))  # a regular file inside the model folder
         if self.processor.piece_to_id(PAD) != PAD_ID or self.processor.id_to_piece(EOS_ID) != EOS:
             raise ModelFileError(
                 f"{str(path)!r} is not laid out as seqlab expects (<pad> 0, <unk> 1, <bos> 2, <eos> 3); "

@@ -17,8 +17,9 @@ BILOU         ``O``, ``B-X``, ``I-X``, ``L-X``, ``U-X``   ``B-X I-X L-X``; one t
 All of them describe the same thing (a list of spans), so conversion goes through the
 spans and loses nothing: ``convert_tags`` = ``tags_from_spans(spans(tags))``.
 
-Reading is lenient and matches seqeval's default (conlleval) entity extraction
-(``seqeval.metrics.sequence_labeling.get_entities``), so spans read here agree with the
+Reading is lenient and matches seqeval's default entity extraction
+(``seqeval.metrics.sequence_labeling.get_entities``; the same as conlleval's for B-/I-/O
+tags, not for S-/E- tags, which conlleval reads differently), so spans read here agree with the
 entity F1 that seqeval reports: an ``I-X`` after ``O`` or after another type opens a new
 span, ``B-X``/``S-X`` always open one, a change of type closes the current span, and so
 on. ``validate`` is the strict check: it names the first position where a sequence

@@ -9,6 +9,11 @@ share one embedding ``0000``). ``CharTokenizer`` gives the characters of a text 
 character-level models) or of every word of a token list (for the character features of
 a NER tagger, Lample et al. 2016 §4.1).
 
+Both keep grapheme clusters whole (Unicode UAX #29 extended grapheme clusters: a flag's two
+regional indicators 🇩🇪, emoji ZWJ sequences 👨‍👩‍👧, skin-tone modifiers 👍🏽, a letter with its
+combining marks e + ◌́): a token or character never ends inside one, so a span never shows
+half an emoji. The segmentation is the ``regex`` package's ``\\X``.
+
 Both are :class:`~seqlab.core.stage.Stage` s: ``ds.map(stage, batched=True)`` works directly,
 and, holding only their config, they pickle (``num_proc``) and hash (the ``datasets``
 cache fingerprint) the same way in every process.
@@ -20,6 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import regex
+
 from seqlab.core.errors import ConfigError, InputError
 from seqlab.core.stage import Stage
 
@@ -28,6 +35,49 @@ from seqlab.core.stage import Stage
 # token of its own. Order matters: the first alternative that matches at a position wins.
 _PUNCT_SPLIT = re.compile(r"\d+(?:[.,]\d+)+|\w+(?:['’-]\w+)*|[^\w\s]")
 _DIGIT = re.compile(r"\d")
+# One extended grapheme cluster (what a reader sees as one character).
+_GRAPHEME = regex.compile(r"\X")
+
+
+def graphemes(text: str) -> list[str]:
+    """The extended grapheme clusters of ``text`` (Unicode UAX #29).
+
+    >>> graphemes("a🇩🇪👍🏽e\\u0301") == ["a", "🇩🇪", "👍🏽", "e\\u0301"]
+    True
+    """
+    return _GRAPHEME.findall(text)
+
+
+def _grapheme_boundaries(text: str) -> set[int]:
+    return {0, *(m.end() for m in _GRAPHEME.finditer(text))}
+
+
+def split_punct(text: str) -> list[str]:
+    """``text`` split into words, numbers and single symbols, never inside a grapheme cluster.
+
+    A piece that starts inside a cluster (the second regional indicator of a flag, a combining
+    mark, a skin-tone modifier, a ZWJ) joins the piece before it.
+
+    >>> split_punct("Angela Merkel 🇩🇪, 3.5 km!")
+    ['Angela', 'Merkel', '🇩🇪', ',', '3.5', 'km', '!']
+    """
+    if text.isascii():  # no ASCII cluster spans two pieces ("\r\n" is white space): the fast path
+        return _PUNCT_SPLIT.findall(text)
+    pieces: list[str] = []
+    boundaries: set[int] | None = None
+    end = -1
+    for match in _PUNCT_SPLIT.finditer(text):
+        start = match.start()
+        if pieces and start == end:
+            if boundaries is None:
+                boundaries = _grapheme_boundaries(text)
+            if start not in boundaries:
+                pieces[-1] += match.group()
+                end = match.end()
+                continue
+        pieces.append(match.group())
+        end = match.end()
+    return pieces
 
 
 def _check_text(value: Any, index: int, column: str, stage: str) -> str:
@@ -92,7 +142,7 @@ class WordTokenizer(Stage):
     def tokenize(self, text: str) -> list[str]:
         """The tokens of one text."""
         cfg = self.config
-        tokens = _PUNCT_SPLIT.findall(text) if cfg.split == "punct" else text.split()
+        tokens = split_punct(text) if cfg.split == "punct" else text.split()
         if cfg.lowercase:
             tokens = [t.lower() for t in tokens]
         if cfg.normalize_numbers:
@@ -132,6 +182,8 @@ class CharTokenizer(Stage):
 
     >>> CharTokenizer()({"text": ["ab c"]})
     {'chars': [['a', 'b', ' ', 'c']]}
+    >>> CharTokenizer()({"text": ["o🇩🇪"]})          # a flag is one character, not two
+    {'chars': [['o', '🇩🇪']]}
     >>> CharTokenizer(input="tokens", per_token=True)({"tokens": [["Hi", "you"]]})
     {'chars': [[['H', 'i'], ['y', 'o', 'u']]]}
     """
@@ -147,9 +199,10 @@ class CharTokenizer(Stage):
     def _chars(self, text: str) -> list[str]:
         if self.config.lowercase:
             text = text.lower()
+        chars = graphemes(text)
         if not self.config.keep_spaces and not self.config.per_token:
-            return [c for c in text if not c.isspace()]
-        return list(text)
+            return [c for c in chars if not c.isspace()]
+        return chars
 
     def map(self, batch: Mapping[str, list]) -> dict[str, list]:
         column = self.config.input

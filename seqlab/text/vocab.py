@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from seqlab.core.errors import ConfigError, DataError, InputError
+from seqlab.core.files import excerpt, read_regular_bytes
 from seqlab.core.serialization import atomic_write_bytes
 from seqlab.core.stage import Stage
 
@@ -61,7 +62,7 @@ def unescape_token(line: str, where: str = "token file") -> str:
         nxt = next(chars, None)
         if nxt not in _UNESCAPES:
             raise DataError(
-                f"{where}: bad escape '\\{nxt or ''}' in {line!r}; only \\\\, \\n, \\r, \\t and a lone \\e are valid"
+                f"{where}: bad escape '\\{nxt or ''}' in {excerpt(line)}; only \\\\, \\n, \\r, \\t and a lone \\e are valid"
             )
         out.append(_UNESCAPES[nxt])
     return "".join(out)
@@ -76,9 +77,9 @@ def write_token_file(path: str | Path, tokens: Sequence[str]) -> None:
 def read_token_file(path: str | Path) -> list[str]:
     """Read a file written by :func:`write_token_file`; errors name the file and line."""
     path = Path(path)
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         raise DataError(f"token file {str(path)!r} does not exist")
-    raw = path.read_bytes()
+    raw = read_regular_bytes(path)  # a regular file, not a link (inside the model folder when loading one)
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the final newline

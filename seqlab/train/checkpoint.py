@@ -62,8 +62,70 @@ def capture_rng_state() -> dict[str, Any]:
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put back what ``capture_rng_state`` returned."""
+def _rng_problem(state: Any) -> str | None:
+    """What is wrong with an RNG state (``capture_rng_state``'s shape), or None.
+
+    Each part is tried on a *fresh* generator of its kind (``random.Random``,
+    ``np.random.RandomState``, ``torch.Generator``), which runs the libraries' own checks
+    (sizes, dtypes, an all-zero Mersenne Twister) without touching the global generators.
+    """
+    if not isinstance(state, dict):
+        return f"expected a dict of generator states, got {type(state).__name__}"
+    missing = [k for k in ("python", "numpy", "torch") if k not in state]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    python = state["python"]
+    if not (isinstance(python, (tuple, list)) and len(python) == 3 and isinstance(python[1], (tuple, list))):
+        return "'python' is not a (version, internal state, gauss) triple"
+    try:
+        random.Random().setstate((python[0], tuple(python[1]), python[2]))
+    except (TypeError, ValueError, OverflowError) as err:
+        return f"'python' is not a valid random state ({err})"
+    numpy_state = state["numpy"]
+    if not (isinstance(numpy_state, (tuple, list)) and len(numpy_state) == 4):
+        return "'numpy' is not a (keys, pos, has_gauss, gauss) tuple"
+    keys, pos, has_gauss, cached = numpy_state
+    if not (isinstance(keys, torch.Tensor) and keys.dtype == torch.int64 and tuple(keys.shape) == (624,)):
+        got = f"{keys.dtype} {tuple(keys.shape)}" if isinstance(keys, torch.Tensor) else type(keys).__name__
+        return f"'numpy' keys must be 624 int64 values, got {got}"
+    if bool(((keys < 0) | (keys >= 2**32)).any()):
+        return "'numpy' keys must lie in [0, 2**32)"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (pos, has_gauss, cached)):
+        return "'numpy' pos, has_gauss and gauss must be numbers"
+    try:
+        np.random.RandomState().set_state(("MT19937", keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    except (TypeError, ValueError, OverflowError) as err:
+        return f"'numpy' is not a valid MT19937 state ({err})"
+    torch_state = state["torch"]
+    if not (isinstance(torch_state, torch.Tensor) and torch_state.dtype == torch.uint8 and torch_state.dim() == 1):
+        got = f"{torch_state.dtype} {tuple(torch_state.shape)}" if isinstance(torch_state, torch.Tensor) else type(torch_state).__name__
+        return f"'torch' must be a 1-D uint8 tensor, got {got}"
+    try:
+        torch.Generator().set_state(torch_state.cpu())
+    except (RuntimeError, TypeError, ValueError) as err:
+        return f"'torch' is not a valid generator state ({str(err).splitlines()[0]})"
+    cuda = state.get("cuda") or []
+    if not isinstance(cuda, (list, tuple)) or not all(
+        isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.dim() == 1 for t in cuda
+    ):
+        return "'cuda' must be a list of 1-D uint8 tensors"
+    return None
+
+
+def check_rng_state(state: Any, where: str) -> None:
+    """``ModelFileError`` naming ``where`` unless ``state`` is a usable ``capture_rng_state`` result."""
+    problem = _rng_problem(state)
+    if problem is not None:
+        raise ModelFileError(f"{where}: the saved random-generator state is malformed: {problem}")
+
+
+def restore_rng_state(state: dict[str, Any], where: str = "random-generator state") -> None:
+    """Put back what ``capture_rng_state`` returned.
+
+    The whole state is checked first (``check_rng_state``), so a malformed one is a
+    ``ModelFileError`` naming ``where`` and no generator is left half restored.
+    """
+    check_rng_state(state, where)
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     keys, pos, has_gauss, cached = state["numpy"]
@@ -164,7 +226,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     state = payload.get("state")
     if not isinstance(state, dict) or payload.get("sha256") != content_digest(state):
         raise ModelFileError(f"checkpoint {str(path)!r} is corrupt: its contents do not match their SHA-256")
+    _check_rng_states(state, f"checkpoint {str(path)!r}")
     return state
+
+
+def _check_rng_states(state: dict[str, Any], where: str) -> None:
+    """The per-process RNG states a resume restores (``rng``; ``epoch_rng`` may hold None).
+
+    A checksum only proves the file is what was written; a file written by other code (or
+    edited and re-hashed) can still carry a state ``torch.set_rng_state`` would reject with a
+    bare traceback, halfway through restoring. Checked here, it is refused like a corrupt file.
+    """
+    per_rank = state.get("rng")
+    if not isinstance(per_rank, (list, tuple)) or not per_rank:
+        raise ModelFileError(f"{where}: the saved random-generator state is malformed: 'rng' must be a non-empty list (one per process)")
+    for rank, rng in enumerate(per_rank):
+        check_rng_state(rng, f"{where}, process {rank}")
+    epoch = state.get("epoch_rng", [])
+    if not isinstance(epoch, (list, tuple)):
+        raise ModelFileError(f"{where}: the saved random-generator state is malformed: 'epoch_rng' must be a list")
+    for rank, rng in enumerate(epoch):
+        if rng is not None:
+            check_rng_state(rng, f"{where}, process {rank} (epoch start)")
 
 
 # -- a directory of them ----------------------------------------------------------------

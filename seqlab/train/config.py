@@ -63,8 +63,10 @@ class TrainConfig:
     clip_value: float | None = None
     #: Stop when the selection metric has not improved for this many evaluations.
     patience: int | None = None
-    #: Stop training after this many seconds of this invocation (the best model so far is
-    #: kept; ``--resume`` continues from where it stopped with a fresh budget).
+    #: Stop training after this many seconds of this invocation, between two batches. A stop
+    #: in mid-epoch feeds no partial-epoch evaluation to the schedule, early stopping or model
+    #: selection; the model ends with the better of the best completed evaluation and the
+    #: current weights; ``--resume`` continues exactly, with a fresh budget (docs/training.md).
     time_budget_s: float | None = None
     #: Evaluate on dev every N optimizer steps as well as at each epoch end.
     eval_every_steps: int | None = None
@@ -75,8 +77,9 @@ class TrainConfig:
     amp: Literal["off", "bf16", "fp16"] | bool = "bf16"
     #: Skip a step whose loss (or gradient) is NaN/inf; stop after this many in a row.
     max_nonfinite_steps: int = 10
-    #: CPU threads for torch while training (None: torch's default). On a busy machine 1 is
-    #: often much faster for small models: intra-op threads then wait on each other.
+    #: CPU threads for torch while training. None (auto): half the usable cores, 1 to 4, and never
+    #: more than torch already uses (``seqlab.core.device.auto_threads``): torch's own default of
+    #: one thread per core collapses when other jobs share the cores (docs/training.md).
     threads: int | None = None
 
     #: Write a checkpoint every N optimizer steps (None: only at each epoch end).

@@ -54,7 +54,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import to_dict
-from ..core.device import autocast, to_device
+from ..core.device import autocast, set_threads, to_device
 from ..core.errors import DataError, ModelFileError, TrainingError
 from ..core.task import StepContext, TaskModel
 from ..data.collate import default_train_batches
@@ -270,8 +270,7 @@ class _Run:
                 f"{type(model).__name__} runs its own train step, which does not run under torchrun yet; "
                 "train it in one process"
             )
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
+        set_threads(config.threads)  # None: seqlab's auto default (core/device.py)
         seed_everything(config.seed)
         model.to(self.device)
         self.amp_dtype, use_scaler = amp_settings(config.amp, self.device) if not model.custom_train_step else (None, False)
@@ -676,7 +675,8 @@ class _Run:
             second = metrics.get(self.tiebreak, math.inf) if self.tiebreak else math.inf
             progress.best_value, progress.best_tiebreak, progress.bad_evals = value, second, 0
             self.best_state = to_cpu(self.model.state_dict())
-            progress.best_metrics = dict(metrics, **({"loss": train_loss} if self.metric == "loss" else {}))
+            # Without a dev "loss" the selection metric was the training loss: report that one.
+            progress.best_metrics = dict(metrics) if self.metric in metrics else dict(metrics, loss=train_loss)
             progress.best_step = progress.step
         else:
             progress.bad_evals += 1

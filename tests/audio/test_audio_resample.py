@@ -22,10 +22,15 @@ def test_a_sine_keeps_its_frequency(orig_sr, freq):
     (y,) = resample_clips([x], orig_sr, 16000)
     assert len(y) == 16000 == resampled_length(len(x), orig_sr, 16000)
     assert abs(_peak_hz(y, 16000) - freq) <= 1.0
-    # loosely the same signal as librosa's (soxr) resampler, away from the edges
+    # The same signal as librosa's (soxr) resampler away from the edges. soxr is within 4e-7 of
+    # the analytic sine here, so the gap is torchaudio's windowed sinc (Hann, 6 zero crossings,
+    # rolloff 0.99): its passband droop grows towards the band edge, largest for 3 kHz from
+    # 22.05 kHz, measured 8.6e-5 / 2.6e-4 / 1.1e-4 for the three cases. 5e-4 (0.1% of the
+    # amplitude) is just above the worst; a real resampling bug (wrong rate, shift, filter) is
+    # orders of magnitude larger. The RMS is off by at most 5.1e-4 relative (measured), so 1e-3.
     ref = librosa.resample(x, orig_sr=orig_sr, target_sr=16000)
-    assert np.max(np.abs(y[200:-200] - ref[200:-200])) < 0.02
-    assert np.sqrt(np.mean(y[200:-200] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+    assert np.max(np.abs(y[200:-200] - ref[200:-200])) < 5e-4
+    assert np.sqrt(np.mean(y[200:-200] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=1e-3)
 
 
 def test_batched_clips_equal_clips_alone():

@@ -25,8 +25,20 @@ def test_error_rates_equal_jiwer(data):
         got, err = call(ours, refs, hyps)
         if their_err is None:
             assert err is None and math.isclose(got, expected, rel_tol=1e-12), (got, expected)
-        elif err is not None:
+        else:
+            # Documented: equal to jiwer. So where jiwer cannot score an input, seqlab must not
+            # quietly return a number either; it refuses with its own explained error.
+            assert err is not None, f"jiwer raised {their_err!r} but seqlab {ours.__name__} returned {got!r}"
             check_explained(err)
+
+
+def test_error_rates_documented_edge_cases_equal_jiwer():
+    """The empty-reference cases error_rate.py documents, which the fuzzer rarely lands on exactly."""
+    assert wer([""], ["a b"]) == jiwer.wer([""], ["a b"]) == 2.0  # no reference word: the insertion count
+    assert cer([""], ["a b"]) == jiwer.cer([""], ["a b"]) == 3.0
+    assert wer([""], [""]) == jiwer.wer([""], [""]) == 0.0
+    assert wer([], []) == jiwer.wer([], []) == 0.0
+    assert wer(["", "a b"], ["x", "a b"]) == jiwer.wer(["", "a b"], ["x", "a b"]) == 0.5  # an ordinary ratio
 
 
 @fuzz_settings()

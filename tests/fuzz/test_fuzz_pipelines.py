@@ -164,7 +164,7 @@ def test_translation_settings(pipes, beam_size, return_attention):
     given_settings = {k: v for k, v in dict(beam_size=beam_size, return_attention=return_attention).items() if v is not None}
     out, err = call(pipes["translation"], "a dog runs", **given_settings)
     if err is not None:
-        check_explained(err, names=[repr(beam_size)])
+        check_explained(err, names=[repr(v) for v in given_settings.values()])
         return
     assert isinstance(out, str) or (isinstance(out, dict) and isinstance(out["text"], str))
 

@@ -18,11 +18,11 @@ from fuzzkit import (
     texts, tokens,
 )
 from seqlab.core.errors import DataError, InputError
-from seqlab.tasks.ner import TagEncoder
+from seqlab.text.tagged import TagEncoder
 from seqlab.text.labels import LabelEncoder
 from seqlab.text.sentencepiece import SentencePieceTokenizer
 from seqlab.text.tagging import convert_tags, spans
-from seqlab.text.tokenizers import CharTokenizer, WordTokenizer
+from seqlab.text.tokenizers import CharTokenizer, WordTokenizer, graphemes
 from seqlab.text.vocab import SPECIALS, VocabularyStage
 
 
@@ -46,22 +46,32 @@ def test_word_tokenizer_punct_keeps_every_non_space_character(text, lowercase, n
     out = WordTokenizer(split="punct", lowercase=lowercase, normalize_numbers=numbers)({"text": [text]})["tokens"][0]
     assert all(isinstance(t, str) and t and not any(c.isspace() for c in t) for t in out)
     if not lowercase and not numbers:
-        # Splitting punctuation off words loses nothing but white space.
+        # Splitting punctuation off words loses nothing but white space …
         assert "".join(out) == "".join(c for c in text if not c.isspace())
+        # … and cuts only between grapheme clusters: each token is whole clusters of the text
+        # (a cluster that mixes white space with marks, " \u0300", is split at the space).
+        clusters = graphemes(text)
+        if all(g.isspace() or not any(c.isspace() for c in g) for g in clusters):
+            assert [g for t in out for g in graphemes(t)] == [g for g in clusters if not g.isspace()]
 
 
 @fuzz_settings()
 @given(text=texts, keep_spaces=st.booleans())
 def test_char_tokenizer_gives_the_characters(text, keep_spaces):
+    # The "characters" are grapheme clusters (a flag, an emoji ZWJ sequence, a letter + its marks).
     out = CharTokenizer(keep_spaces=keep_spaces)({"text": [text]})["chars"][0]
-    assert out == ([c for c in text if not c.isspace()] if not keep_spaces else list(text))
+    assert out == ([g for g in graphemes(text) if not g.isspace()] if not keep_spaces else graphemes(text))
+    assert all(graphemes(c) == [c] for c in out)
+    if keep_spaces:
+        assert "".join(out) == text
 
 
 @fuzz_settings()
 @given(rows=st.lists(tokens, min_size=1, max_size=3))
 def test_char_tokenizer_per_token(rows):
     out = CharTokenizer(input="tokens", per_token=True)({"tokens": rows})["chars"]
-    assert out == [[list(t) for t in row] for row in rows]
+    assert out == [[graphemes(t) for t in row] for row in rows]
+    assert all("".join(chars) == t for row, got in zip(rows, out) for t, chars in zip(row, got))
 
 
 @fuzz_settings()
@@ -90,7 +100,8 @@ def test_tokenizers_on_huge_texts(name):
     assert WordTokenizer()({"text": [text]})["tokens"][0] == text.split()
     punct = WordTokenizer(split="punct")({"text": [text]})["tokens"][0]
     assert "".join(punct) == "".join(c for c in text if not c.isspace())
-    assert len(CharTokenizer()({"text": [text]})["chars"][0]) == len(text)
+    chars = CharTokenizer()({"text": [text]})["chars"][0]
+    assert len(chars) == len(graphemes(text)) and "".join(chars) == text
 
 
 # -- vocabulary ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 from fuzzkit import call, check_explained
 from seqlab.audio import MFCC, AudioLoader, LogMel
 from seqlab.core.errors import DataError, InputError
-from seqlab.tasks.ner import TagEncoder
+from seqlab.text.tagged import TagEncoder
 from seqlab.text.labels import LabelEncoder
 from seqlab.text.tagging import convert_tags
 from seqlab.text.vocab import VocabularyStage

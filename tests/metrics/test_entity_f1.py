@@ -180,7 +180,7 @@ def test_invalid_predicted_sequence_in_strict_mode_is_scored_not_refused():
 @pytest.mark.parametrize("mode, scheme, tag, side, reason", [
     ("strict", "IOB2", "S-PER", "predictions", "does not start with a prefix the IOB2 scheme knows (B, I)"),
     ("strict", "IOBES", "L-PER", "references", "does not start with a prefix the IOBES scheme knows"),
-    ("default", None, "X-PER", "references", "conlleval (default mode)"),
+    ("default", None, "X-PER", "references", "the default mode (seqeval's reading)"),
     ("default", None, "PER", "predictions", "is not 'O' and does not start with a prefix"),
     ("default", None, "BPER", "predictions", "is not of the form PREFIX-TYPE"),
     ("default", None, "B-", "references", "is not of the form PREFIX-TYPE"),

@@ -331,9 +331,12 @@ def test_cuda_matches_cpu():
     assert torch.allclose(gpu.marginals(em_g, mask_g).cpu(), crf.marginals(em, mask), atol=1e-5)
 
 
-@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0])
+@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 100.0, 300.0, 1000.0])
 def test_scaled_marginals_stay_exact_for_peaked_float32_scores(scale):
-    """The probability-space products of ``marginals`` against d log Z / d emissions in float64."""
+    """The probability-space products of ``marginals`` against d log Z / d emissions in float64.
+
+    From scale ~300 on, alphas of one step differ by more than the ~745 nats float64 can
+    hold, so without the log-space fallback these cases returned inf / wrong probabilities."""
     gen = torch.Generator().manual_seed(int(scale))
     crf = random_crf(6, gen, constraints=iob_constraints(6, gen))
     with torch.no_grad():
@@ -346,3 +349,48 @@ def test_scaled_marginals_stay_exact_for_peaked_float32_scores(scale):
     crf.double().log_partition(exact, mask).sum().backward()
     assert torch.allclose(marg.double(), exact.grad, atol=1e-4)
     assert torch.allclose(marg.sum(-1), mask.float(), atol=1e-4)
+
+
+def test_marginals_exact_when_allowed_predecessors_are_far_below_a_forbidden_one():
+    """Tags O, B, I with O → I forbidden. After a first token where O is 1000 nats above B, the
+    only ways into I start from B (1000 nats down): the scaled product underflowed to log 0 there
+    and returned inf for B and 0.5/0.5 for the second token, while the answer is the path B, I."""
+    allowed = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 1]], dtype=torch.bool)
+    start = torch.tensor([1, 1, 0], dtype=torch.bool)
+    crf = CRF(3, constraints=(allowed, start, torch.ones(3, dtype=torch.bool))).double()
+    with torch.no_grad():
+        for p in (crf.transitions, crf.start_transitions, crf.end_transitions):
+            p.zero_()
+    emissions = torch.tensor([[[1000.0, 0.0, 0.0], [0.0, 0.0, 2000.0]]], dtype=torch.float64)
+    marg = crf.marginals(emissions)
+    # p(B, I) = 1 / (1 + 2 e^-1000 + e^-2000 + forbidden) = 1 in float64
+    assert torch.equal(marg, torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64))
+    assert crf.decode(emissions) == [[1, 2]]
+    assert float(crf.log_partition(emissions).detach()) == 2000.0
+
+
+@pytest.mark.parametrize("scale", [100.0, 1000.0, 3000.0])
+@pytest.mark.parametrize("seed", range(4))
+def test_marginals_match_brute_force_at_large_scales_with_constraints(scale, seed):
+    gen = torch.Generator().manual_seed(100 + seed)
+    k, t, b = 4, 5, 3
+    crf = random_crf(k, gen, constraints=iob_constraints(k, gen))
+    with torch.no_grad():
+        crf.transitions.mul_(scale / 3)
+    emissions = scale * torch.randn(b, t, k, generator=gen, dtype=torch.float64)
+    mask = random_mask(b, t, gen)
+    marg = crf.marginals(emissions, mask)
+    assert torch.isfinite(marg).all()
+    for i in range(b):
+        n = int(mask[i].sum())
+        # every sequence, forbidden ones at their IMPOSSIBLE score, as log Z counts them
+        paths, _ = brute_force(crf, emissions[i, :n], n, only_allowed=False)
+        trans, s, e = crf._scores(torch.float64)
+        scores = s[paths[:, 0]] + e[paths[:, -1]] + emissions[i, torch.arange(n), paths].sum(1)
+        for pos in range(1, n):
+            scores = scores + trans[paths[:, pos - 1], paths[:, pos]]
+        probs = torch.softmax(scores, 0)
+        for pos in range(n):
+            expected = torch.zeros(k, dtype=torch.float64).index_add_(0, paths[:, pos], probs)
+            assert torch.allclose(marg[i, pos], expected, atol=1e-9), (i, pos)
+        assert (marg[i, n:] == 0).all()

@@ -143,26 +143,49 @@ def test_carried_state_equals_one_untruncated_pass(cell, k1, k2):
         assert (a - b).abs().max() <= 1e-6
 
 
-def test_gradient_stops_at_the_window_boundary():
-    model = TinyLM(10).double()
-    stream = torch.randint(0, 10, (2, 9), generator=torch.Generator().manual_seed(2))
-    (x1, _), (x2, _) = list(bptt_windows(stream, 4))
+@pytest.mark.parametrize("k1,k2", [(4, 4), (3, 5)])
+def test_gradient_stops_at_the_window_boundary(k1, k2):
+    """TruncatedBPTT.forward cuts the graph: the second window's loss reaches no step before it.
 
-    def run(detach):
-        e1 = model.embed(x1).detach().requires_grad_(True)
-        e2 = model.embed(x2).detach().requires_grad_(True)
-        _, _, state = model.encoder(e1)
-        if detach:
-            state = detach_state(state)
-        out2, _, _ = model.encoder(e2, None, state)
-        out2.pow(2).sum().backward()
-        return e1, e2
+    Each stream position holds its own token id, so the embedding rows that receive a gradient
+    are the positions the backward pass reached. The cut holds even when the caller hands
+    ``forward`` a state that still has its graph (``forward`` detaches on the way in); the
+    control, the same two windows run without the class, does reach the first window."""
+    batch, steps = 2, 10
+    stream = torch.arange(batch * steps).view(batch, steps)
+    model = TinyLM(batch * steps).double()
+    tbptt = TruncatedBPTT(k1, k2)
+    w1, w2 = list(tbptt.windows(stream))[:2]
+    assert w2.start > 0  # there are earlier steps the gradient could reach
 
-    e1, e2 = run(detach=True)
-    assert e1.grad is None  # the later window's loss does not reach the earlier window
-    assert e2.grad.abs().sum() > 0
-    e1, _ = run(detach=False)  # control: without the cut the gradient does flow back
-    assert e1.grad is not None and e1.grad.abs().sum() > 0
+    def reached_positions():
+        return set((model.embed.weight.grad.abs().sum(1) > 0).nonzero().flatten().tolist())
+
+    window2 = set(stream[:, w2.start : w2.start + w2.length].flatten().tolist())
+    earlier = set(stream[:, : w2.start].flatten().tolist())
+
+    # The class's own carried state (already detached).
+    _, state = tbptt.forward(model, w1, None)
+    assert not any(t.requires_grad for t in state)
+    outputs, _ = tbptt.forward(model, w2, state)
+    outputs[:, w2.loss_from :].pow(2).sum().backward()
+    assert reached_positions() == window2
+
+    # A state that still carries the first window's graph: forward must cut it itself.
+    model.zero_grad(set_to_none=True)
+    _, live_state = model(stream[:, : w1.carry_at])
+    assert all(t.requires_grad for t in live_state)
+    outputs, _ = tbptt.forward(model, w2, live_state)
+    outputs[:, w2.loss_from :].pow(2).sum().backward()
+    assert reached_positions() == window2
+
+    # Control: without the cut the same loss does flow back into the earlier steps.
+    model.zero_grad(set_to_none=True)
+    _, live_state = model(stream[:, : w1.carry_at])
+    outputs, _ = model(w2.inputs, live_state)
+    outputs[:, w2.loss_from :].pow(2).sum().backward()
+    assert reached_positions() == window2 | set(stream[:, : w1.carry_at].flatten().tolist())
+    assert earlier & reached_positions()
 
 
 @pytest.mark.parametrize("k1,k2", [(3, 3), (2, 4)])

@@ -326,28 +326,43 @@ def test_a_stream_shorter_than_one_batch_is_a_data_error():
         build_stream(["ab"], 3)
 
 
-def test_unknown_prompt_words_warn_or_refuse(word_pipe):
-    with pytest.warns(UserWarning, match=r"1 token\(s\) not in the vocabulary \('zebra'\).*read as <unk>"):
-        out = word_pipe("the zebra", seed=0, max_tokens=3)
+def test_unknown_prompt_words_warn_or_refuse(word_pipe, caplog):
+    import re
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean log line, not a UserWarning with a source line
+        with caplog.at_level("WARNING", logger="seqlab.tasks.lm"):
+            out = word_pipe("the zebra", seed=0, max_tokens=3)
+    messages = [r.getMessage() for r in caplog.records if r.name == "seqlab.tasks.lm"]
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert re.fullmatch(r"seqlab: prompt 0 'the zebra': 1 token\(s\) not in the vocabulary \('zebra'\); they are read as <unk>",
+                        messages[0])
     assert out["unknown"] == ["zebra"]
     with pytest.raises(InputError, match=r"'zebra'.*on_unknown='warn'"):
         word_pipe("the zebra", on_unknown="error")
-    with pytest.raises(InputError, match="on_unknown must be 'warn' or 'error'"):
+    with pytest.raises(InputError, match="on_unknown='ignore' is not one of 'warn', 'error'"):
         word_pipe("the cat", on_unknown="ignore")
 
 
 def test_bad_sampling_settings(word_pipe):
     model = word_pipe.model
-    for bad in (0, -1.0, float("nan")):
+    for bad in (0, -1.0):
         with pytest.raises(InputError, match="temperature must be a finite number > 0"):
             model.generate([4], temperature=bad)
+    with pytest.raises(InputError, match="temperature=nan is not finite"):
+        model.generate([4], temperature=float("nan"))
     with pytest.raises(InputError, match="temperature"):
         word_pipe("the cat", temperature=0)
     for bad in (0, -2, 1.5):
-        with pytest.raises(InputError, match="top_k must be an integer >= 1"):
+        with pytest.raises(InputError, match=r"top_k=\S+ is (out of range|not an integer); give an integer >= 1"):
             model.generate([4], top_k=bad)
-    with pytest.raises(InputError, match="max_tokens must be an integer >= 1"):
+    with pytest.raises(InputError, match=r"max_tokens=0 is out of range; give an integer in \[1, 10,000\]"):
         model.generate([4], max_tokens=0)
+    with pytest.raises(InputError, match=r"max_tokens=1000000000 is out of range"):
+        word_pipe("the cat", max_tokens=10**9)
+    with pytest.raises(ConfigError, match=r"max_tokens=1000000000 is above the limit of 10,000"):
+        from_dict(LMConfig, {"generation": {"max_tokens": 1e9}})
     with pytest.raises(InputError, match=r"prompt id 999 at position 1"):
         model.generate([4, 999])
     with pytest.raises(ConfigError, match="generation: temperature"):

@@ -11,7 +11,8 @@ from seqlab.core.errors import ConfigError, DataError, InputError
 from seqlab.nn.recurrent import RecurrentEncoder
 from seqlab.pipeline import Pipeline
 from seqlab.recipe import load_recipe
-from seqlab.tasks.ner import NERConfig, NERModel, Sentence, TagEncoder
+from seqlab.tasks.ner import NERConfig, NERModel
+from seqlab.text.tagged import Sentence, SentenceTokenizer, TagEncoder
 from seqlab.text.tagging import spans, tag_set, validate
 from seqlab.text.vocab import VocabularyStage
 
@@ -54,7 +55,7 @@ def toy_data(n: int = 60) -> dict[str, list]:
 def toy_pipeline(**model) -> Pipeline:
     cfg = {"embedding_dim": 8, "hidden_size": 8, "char_hidden_size": 4, "char_embedding_dim": 4, "dropout": 0.0,
            "word_dropout": 0.0, **model}
-    return Pipeline([VocabularyStage(), TagEncoder(scheme="IOB2", target="IOBES")], task="ner", model_config=cfg, device="cpu")
+    return Pipeline([SentenceTokenizer(), VocabularyStage(), TagEncoder(scheme="IOB2", target="IOBES")], task="ner", model_config=cfg, device="cpu")
 
 
 # -- prediction on raw text -------------------------------------------------------------------
@@ -169,7 +170,7 @@ def test_lowercase_word_lookup_shares_rows_but_keeps_case_for_characters():
     pipe = toy_pipeline(lowercase=True, normalize_numbers=True)
     data = {"tokens": [["Rome", "rome", "1996", "2001", "Anna"]], "tags": [["B-LOC", "O", "O", "O", "B-PER"]]}
     pipe.fit(data, None, {"epochs": 1, "batch_size": 8, "progress": "off"})
-    vocab, model = pipe.stages[0].vocab, pipe.model
+    vocab, model = pipe.stages[1].vocab, pipe.model
     row = lambda w: int(model.word_map[vocab.token_to_id(w)])  # noqa: E731
     assert row("Rome") == row("rome") and row("1996") == row("2001") and row("Anna") != row("Rome")
     assert {"R", "r"} <= set(model.config.chars)
@@ -180,10 +181,10 @@ def test_word2vec_initialises_the_word_rows():
 
     torch.manual_seed(0)
     w2v = Word2VecStage(dim=8, epochs=1)
-    pipe = Pipeline([VocabularyStage(), w2v, TagEncoder()], task="ner", device="cpu",
+    pipe = Pipeline([SentenceTokenizer(), VocabularyStage(), w2v, TagEncoder()], task="ner", device="cpu",
                     model_config={"embedding_dim": 8, "hidden_size": 4, "freeze_embeddings": True})
     pipe.fit(toy_data(20), None, {"epochs": 1, "batch_size": 8, "progress": "off"})
-    vocab, model = pipe.stages[0].vocab, pipe.model
+    vocab, model = pipe.stages[1].vocab, pipe.model
     row = model.word_map[vocab.token_to_id("Rome")]
     assert torch.allclose(model.word_embedding.weight[row], torch.tensor(w2v.vectors["Rome"]), atol=1e-6)
 
@@ -317,3 +318,27 @@ def test_recipe_reads_conll2003_layout(shared_corpora):
 def test_sentence_offsets_follow_the_raw_text():
     s = Sentence.from_text("New  York, NY", ["New", "York", ",", "NY"])
     assert s.offsets == [(0, 3), (5, 9), (9, 10), (11, 13)]
+
+
+# -- presenting and grapheme clusters (issue #17) ------------------------------------------------
+def test_format_output_marks_the_found_entities_inline(trained):
+    import re
+
+    pipe, _, _ = trained
+    out = pipe("Angela Merkel visited Paris.")
+    shown = pipe.model.format_output(out)
+    scores = [f"{s['score']:.2f}" for s in out["spans"]]
+    assert shown == f"[Angela Merkel](PER {scores[0]}) visited [Paris](LOC {scores[1]})."
+    assert re.fullmatch(r"\[Angela Merkel\]\(PER (0\.[5-9]\d|1\.00)\) visited \[Paris\]\(LOC (0\.[5-9]\d|1\.00)\)\.", shown)
+    assert pipe.model.format_output({"text": "it rained", "spans": []}) == "it rained  (no entities)"
+
+
+def test_a_flag_is_one_token_and_never_half_of_a_span(trained):
+    pipe, _, _ = trained
+    flag = "\U0001F1E9\U0001F1EA"  # 🇩🇪: two regional indicators
+    out = pipe(f"Angela Merkel {flag} visited Paris.")
+    assert out["tokens"] == ["Angela", "Merkel", flag, "visited", "Paris", "."]
+    for span in out["spans"]:
+        indicators = sum(0x1F1E6 <= ord(c) <= 0x1F1FF for c in span["text"])
+        assert indicators % 2 == 0, span
+        assert out["text"][span["char_start"]:span["char_end"]] == span["text"]

@@ -253,3 +253,69 @@ def test_recipe_speed_perturbation_triples_the_training_set(repo):
     with pytest.raises(ConfigError, match="speed factor"):
         load_recipe(repo / "pipelines" / "speech.yaml", ["speed_perturb=[3]"])
 
+
+
+# -- very short and long audio (issue #17) ------------------------------------------------------------
+def test_audio_shorter_than_the_minimum_gives_an_empty_transcript_or_a_clear_error(trained, tmp_path):
+    from seqlab.tasks.speech import MIN_AUDIO_SECONDS, transcribe_audio
+
+    pipe, paths, texts, _ = trained
+    audio, rate = sf.read(paths[0], dtype="float32")
+    blip = audio[len(audio) // 2: len(audio) // 2 + 160]  # 10 ms of speech
+    assert pipe(blip) == "" and pipe(blip, timings=True)["text"] == ""
+    assert pipe.predict([blip, paths[0]]) == ["", texts[0]]  # the others in the batch are unaffected
+    just_enough = audio[: int(MIN_AUDIO_SECONDS * rate)]
+    assert isinstance(pipe(just_enough), str)
+    path = tmp_path / "blip.wav"
+    sf.write(path, blip, rate)
+    with pytest.raises(InputError, match=r"^input 1 \('.*blip.wav'\): the audio lasts 0\.010 s; speech needs at least 0\.1 s"):
+        transcribe_audio(pipe, [paths[0], str(path)])
+
+
+def test_long_audio_is_transcribed_in_chunks_cut_at_pauses(trained, tmp_path):
+    from seqlab.tasks.speech import chunk_bounds, transcribe_audio
+
+    pipe, paths, texts, _ = trained
+    clips = [sf.read(p, dtype="float32")[0] for p in paths]
+    gap = np.zeros(int(1.2 * 16000), np.float32)
+    long = np.concatenate([part for clip in clips for part in (clip, gap)])
+    path = tmp_path / "long.wav"
+    sf.write(path, long, 16000)
+    with pytest.raises(InputError, match="longer than max_seconds=5"):
+        pipe(str(path))  # the pipeline's own loader refuses it …
+    out = transcribe_audio(pipe, [str(path), paths[0]], chunk_seconds=4.0)  # … transcribe_audio chunks it
+    assert out[1] == texts[0]  # a short clip: a plain transcript, as pipe.predict gives
+    chunks = out[0]["chunks"]
+    bounds = chunk_bounds(long, 16000, 4.0)
+    assert len(chunks) == len(bounds) >= len(long) / 16000 / 4.0
+    assert [(c["start"], c["end"]) for c in chunks] == [(round(a / 16000, 2), round(b / 16000, 2)) for a, b in bounds]
+    assert chunks[0]["start"] == 0.0 and chunks[-1]["end"] == round(len(long) / 16000, 2)
+    for (a, b), (c, _) in zip(bounds, bounds[1:]):
+        assert b == c and b - a <= 4.0 * 16000
+        assert not long[b - 800: b + 800].any()  # every cut lies inside a pause, 50 ms from its speech
+    # Each chunk's text is what the pipeline hears in that stretch of audio alone.
+    assert [c["text"] for c in chunks] == pipe.predict([long[a:b] for a, b in bounds])
+    assert out[0]["text"] == " ".join(c["text"] for c in chunks if c["text"]) != ""
+    shown = pipe.model.format_output(out[0])
+    assert shown.startswith(f"[0:00.0–0:0{chunks[0]['end']:.1f}] {chunks[0]['text']} [0:0")
+
+
+def test_chunk_bounds_respect_the_limit_and_keep_a_short_tail():
+    from seqlab.tasks.speech import chunk_bounds
+
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(16000 * 10).astype(np.float32)
+    bounds = chunk_bounds(noise, 16000, max_seconds=3.0)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(noise)
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(0 < end - start <= 3 * 16000 for start, end in bounds)
+    # A quiet stretch inside the search window is where the cut goes.
+    loud = noise.copy()
+    loud[int(2.5 * 16000): int(2.6 * 16000)] = 0.0
+    first_cut = chunk_bounds(loud, 16000, max_seconds=3.0)[0][1]
+    assert 2.5 * 16000 <= first_cut <= 2.6 * 16000
+    # A tail shorter than the minimum joins the chunk before it; short clips are one chunk.
+    assert chunk_bounds(np.ones(16000 * 3 + 800, np.float32), 16000, max_seconds=3.0, search_seconds=0.0001) == [(0, 48800)]
+    assert chunk_bounds(noise[:16000], 16000, max_seconds=3.0) == [(0, 16000)]
+    with pytest.raises(InputError, match="chunk_seconds"):
+        chunk_bounds(noise, 16000, max_seconds=0.05)

@@ -9,7 +9,7 @@ import torch
 
 from seqlab import load
 from seqlab.cli import main as cli_main
-from seqlab.core.errors import ConfigError, DataError, InputError, TrainingError
+from seqlab.core.errors import ConfigError, DataError, InputError
 from seqlab.recipe import load_recipe
 from seqlab.train.config import TrainConfig
 from tests.conftest import REPO
@@ -86,7 +86,30 @@ def test_joint_vocabulary_is_stored_once_and_tied(trained):
     assert config["model"]["target_pieces"][:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
     net = loaded.model.net
     assert net.output.weight is net.target_embedding.weight and net.source_embedding is net.target_embedding
-    assert [s.kind for s in loaded.stages] == ["sentencepiece"]
+    assert [(s.kind, s.config.input, s.training_only) for s in loaded.stages] == [
+        ("sentencepiece", "text", False), ("sentencepiece", "target", True)]
+    assert loaded.stages[0].model_proto == loaded.stages[1].model_proto  # one joint model, saved with each stage
+
+
+def test_loaded_pipeline_trains_further_on_new_pairs(trained, tmp_path):
+    _, _, directory, _ = trained
+    again = load(directory, device="cpu")
+    before = {k: v.clone() for k, v in again.model.state_dict().items()}
+    new_pairs = _corpus(REPO, "dev", n=30)
+    result = again.fit(new_pairs, None, {"epochs": 1, "batch_size": 10, "lr": 0.01, "progress": "off"})
+    assert result.steps == 3
+    changed = [k for k, v in again.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and "net.target_embedding.weight" in changed
+    # The stages were not refitted: the vocabulary, and so the weights' shapes, are the saved ones.
+    assert again.model.config.target_pieces == load(directory, device="cpu").model.config.target_pieces
+    again.save(tmp_path / "tuned")
+    assert load(tmp_path / "tuned", device="cpu").predict(SENTENCES) == again.predict(SENTENCES)
+
+
+def test_recipe_build_reads_no_data(tmp_path):
+    recipe = load_recipe(data={"task": "translation", "data": {"train_source": str(tmp_path / "missing.en")}})
+    pipe = recipe.build()  # the subword models are fitted in Pipeline.fit, on the data read once
+    assert pipe.model is None and not any(s.fitted for s in pipe.stages)
 
 
 def test_bad_inputs(trained):
@@ -113,15 +136,14 @@ def test_bad_inputs(trained):
             loaded("A dog.")
     finally:
         loaded.model.config.max_source_tokens = 256
-    # A loaded model translates but has no target subword model to train on.
-    with pytest.raises(TrainingError, match="target subword model"):
+    with pytest.raises(DataError, match="no 'target_ids' column"):
         loaded.model.train_batches({"input_ids": [[5]], "target": ["ein Hund"]}, TrainConfig(), 1)
 
 
 def test_byte_fallback_spells_unseen_characters(repo):
     train = _corpus(repo, n=120)
     source, target = fit_subwords(train, SubwordConfig(vocab_size=400, byte_fallback=True, hard_vocab_limit=False))
-    assert source is target
+    assert source.model_proto == target.model_proto
     ids = source.encode("Ein Hund in Zürich, 東京.")
     pieces = [source.id_to_piece(i) for i in ids]
     assert "<unk>" not in pieces and any(p.startswith("<0x") for p in pieces)
@@ -153,9 +175,9 @@ def test_separate_vocabularies(repo):
 def test_score_is_detokenised_sacrebleu(trained):
     pipe, _, _, _ = trained
     refs = {"target": ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]}
-    perfect = pipe.model.score(["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."], refs)
+    perfect = pipe.model.metrics(["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."], refs)
     assert perfect == pytest.approx({"bleu": 100.0, "chrf": 100.0})
-    partial = pipe.model.score([{"text": "Ein Mann fährt Auto."}, "Zwei Hunde spielen."], refs)
+    partial = pipe.model.metrics([{"text": "Ein Mann fährt Auto."}, "Zwei Hunde spielen."], refs)
     assert 0.0 < partial["bleu"] < 100.0 and 0.0 < partial["chrf"] < 100.0
 
 

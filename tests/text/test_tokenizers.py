@@ -72,3 +72,39 @@ def test_usable_in_datasets_map():
     out = ds.map(WordTokenizer(split="punct", lowercase=True), batched=True)
     assert out[:]["tokens"] == [["the", "cat", "."], ["a", "dog", "!"]]
     assert out.column_names == ["text", "tokens"]
+
+
+# -- grapheme clusters stay whole --------------------------------------------------------------------
+FLAG, THUMB, FAMILY, KEYCAP = "🇩🇪", "👍🏽", "👨\u200d👩\u200d👧", "1\ufe0f\u20e3"
+E_ACUTE = "e\u0301"  # e + combining acute accent (NFD)
+
+
+def test_graphemes_are_what_a_reader_sees_as_one_character():
+    from seqlab.text.tokenizers import graphemes
+
+    assert graphemes(f"a{FLAG}{THUMB}{FAMILY}{E_ACUTE}{KEYCAP}") == ["a", FLAG, THUMB, FAMILY, E_ACUTE, KEYCAP]
+    assert graphemes("🇩🇪🇫🇷") == ["🇩🇪", "🇫🇷"]  # regional indicators pair up in order
+    assert graphemes("") == []
+
+
+def test_word_tokenizer_never_splits_a_grapheme_cluster():
+    punct = WordTokenizer(split="punct")
+    assert punct.tokenize(f"Angela Merkel {FLAG} visited Paris.") == ["Angela", "Merkel", FLAG, "visited", "Paris", "."]
+    assert punct.tokenize(f"great{THUMB}{FAMILY}!") == ["great", THUMB, FAMILY, "!"]
+    assert punct.tokenize(f"caf{E_ACUTE} ok") == [f"caf{E_ACUTE}", "ok"]
+    assert punct.tokenize(f"{FLAG}{FLAG}") == [FLAG, FLAG]
+    # Every token is a run of whole graphemes of the text, in order.
+    from seqlab.text.tokenizers import graphemes
+
+    text = f"Hi {FAMILY}{THUMB}, caf{E_ACUTE}-au-lait {KEYCAP} {FLAG}."
+    tokens = punct.tokenize(text)
+    assert "".join(tokens) == text.replace(" ", "")
+    assert [g for t in tokens for g in graphemes(t)] == [g for g in graphemes(text) if not g.isspace()]
+    assert WordTokenizer().tokenize(f"Merkel {FLAG}") == ["Merkel", FLAG]
+
+
+def test_char_tokenizer_gives_grapheme_clusters():
+    assert CharTokenizer()({"text": [f"o{FLAG} {THUMB}"]}) == {"chars": [["o", FLAG, " ", THUMB]]}
+    assert CharTokenizer(keep_spaces=False)({"text": [f"{E_ACUTE} {FAMILY}"]}) == {"chars": [[E_ACUTE, FAMILY]]}
+    per = CharTokenizer(input="tokens", per_token=True)
+    assert per({"tokens": [[f"caf{E_ACUTE}", FLAG]]}) == {"chars": [[["c", "a", "f", E_ACUTE], [FLAG]]]}

@@ -286,12 +286,13 @@ def test_a_run_stopped_by_its_time_budget_resumes_mid_epoch(tmp_path):
     stopped = Trainer(cfg(checkpoint_every_steps=None, time_budget_s=1e-9), checkpoint_dir=tmp_path).fit(
         fresh(CrashingRegressor), columns)
     assert stopped.stopped_by == "time_budget" and stopped.steps == 1
+    assert stopped.history == []  # a partial epoch is not evaluated as if it were complete
     state, _ = load_latest_checkpoint(tmp_path)
     assert (state["progress"]["epoch"], state["progress"]["batch_index"], state["progress"]["finished"]) == (1, 1, False)
     resumed_model = fresh(CrashingRegressor, seed=4)
     resumed = Trainer(cfg(checkpoint_every_steps=None), checkpoint_dir=tmp_path).fit(resumed_model, columns, resume_from=tmp_path)
     assert resumed.stopped_by == "epochs" and resumed.steps == 9
-    # The extra evaluation at the stop changes no weight: the final (last-step) weights are the same.
+    # The final (last-step) weights are those of a run that was not stopped (tests/train/test_time_budget.py: all of it).
     last = load_checkpoint(tmp_path / "step-000000009.pt")["model"]
     Trainer(cfg(checkpoint_every_steps=None), checkpoint_dir=tmp_path / "ref").fit(fresh(CrashingRegressor), columns)
     reference = load_checkpoint(tmp_path / "ref" / "step-000000009.pt")["model"]

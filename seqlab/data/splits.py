@@ -1,4 +1,4 @@
-"""What every task recipe shares: reading its train/dev files and evaluation data.
+"""The data splits a task recipe reads: its train/dev files and evaluation data.
 
 A task's recipe dataclass (``SentimentRecipe``, ``NERRecipe`` …) has a ``data`` section
 with ``train``, ``dev`` and ``limit_train`` and a ``read(path, limit)`` method for its
