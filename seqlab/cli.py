@@ -90,7 +90,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.attention_png:
         kwargs["return_attention"] = True
     if getattr(pipe, "task", None) == "speech":
-        from .tasks.speech import transcribe_audio
+        from .tasks.speech_inference import transcribe_audio
 
         # Clips of any length: long ones are transcribed in chunks, with timestamps.
         predictions = transcribe_audio(pipe, inputs, **kwargs)

@@ -17,7 +17,7 @@ recipe puts it on the pipeline's device). Computing them once, as a stage, is th
 choice on a CPU: ``Pipeline.fit`` maps the training set once and every epoch reuses the
 features, where a transform inside the model would redo the FFTs each epoch on padded
 batches. The model takes features ``(B, frames, dims)``; ``SpeechModel.transcribe`` and
-``recognise_digits`` run it on precomputed features directly.
+``recognise_digits`` (``seqlab.tasks.speech_inference``) run it on precomputed features directly.
 
 Output labels are characters (``unit: char``, a space separating words) or whole words
 (``unit: word``, e.g. the ten digit words), in ``SpeechConfig.tokens``; the recipe collects
@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from ..audio.augment import SpecAugment, SpecAugmentConfig
+from ..audio.chunks import CHUNK_SECONDS, MIN_AUDIO_SECONDS, chunk_bounds
 from ..audio.features import LogMelConfig, MFCCConfig
 from ..audio.io import AudioLoaderConfig
 from ..core.errors import ConfigError, DataError, InputError
@@ -57,27 +58,26 @@ from ..nn.ctc import (
 )
 from ..nn.recurrent import PaddedBiRecurrentEncoder
 from ..train.config import TrainConfig
+# Re-exported: the helpers that run a trained speech pipeline live in speech_inference.
+from .speech_inference import DIGIT_WORDS, recognise_digits, speech_features, transcribe_audio
 
 __all__ = [
+    "CHUNK_SECONDS",
     "DIGIT_WORDS",
+    "MIN_AUDIO_SECONDS",
     "DecoderConfig",
     "SpeechConfig",
     "SpeechData",
     "SpeechModel",
     "SpeechRecipe",
+    "chunk_bounds",
     "collect_tokens",
     "normalize_transcript",
     "recognise_digits",
     "speech_features",
+    "transcribe_audio",
 ]
 
-#: The spoken digits, index = digit.
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-#: Clips shorter than this hold no word: ``decode`` gives them an empty transcript, and
-#: ``transcribe_audio`` (``seqlab predict``) refuses them with an ``InputError``.
-MIN_AUDIO_SECONDS = 0.1
-#: ``transcribe_audio`` cuts longer clips into chunks of at most this many seconds.
-CHUNK_SECONDS = 20.0
 
 
 def normalize_transcript(text: str, lowercase: bool = True) -> str:
@@ -592,176 +592,6 @@ class SpeechModel(TaskModel):
             target = torch.tensor([ids] * batch, dtype=torch.long, device=log_probs.device)
             columns.append(sequence_log_prob(log_probs, out_lengths, target, torch.full((batch,), len(ids), dtype=torch.long)))
         return torch.stack(columns, dim=1)
-
-
-# -- helpers for other tasks -------------------------------------------------------------------
-def _model_of(pipe_or_model: Any) -> SpeechModel:
-    model = getattr(pipe_or_model, "model", pipe_or_model)
-    if not isinstance(model, SpeechModel):
-        raise InputError(f"expected a speech pipeline or SpeechModel, got {type(pipe_or_model).__name__}")
-    return model
-
-
-def speech_features(pipe: Any, audio: Sequence[Any], sample_rate: int | None = None) -> list[np.ndarray]:
-    """The features a speech pipeline feeds its model: one ``(frames, feature_dim)`` float32 array per clip.
-
-    ``audio``: paths or arrays (arrays at ``sample_rate``, default the model's rate).
-    """
-    model = _model_of(pipe)
-    inputs = [model.check_input(a, i) for i, a in enumerate(audio)]
-    data: dict[str, list] = {"audio": inputs}
-    if sample_rate is not None:
-        data["sample_rate"] = [sample_rate] * len(inputs)
-    return list(pipe.preprocess(data, with_targets=False)["features"])
-
-
-def chunk_bounds(audio: np.ndarray, sample_rate: int, max_seconds: float = CHUNK_SECONDS,
-                 search_seconds: float | None = None, frame_seconds: float = 0.02) -> list[tuple[int, int]]:
-    """Where to cut a long clip: ``(start, end)`` samples of chunks of at most ``max_seconds``.
-
-    Each cut lies in the middle of the quietest 0.1 s (lowest mean energy over five
-    ``frame_seconds`` frames) of the last ``search_seconds`` (default a quarter of
-    ``max_seconds``, at most 5 s) before the limit, so that it falls in a pause rather than
-    inside a word. A tail shorter than ``MIN_AUDIO_SECONDS`` joins the chunk before it.
-
-    >>> quiet = np.zeros(8000, np.float32); loud = np.ones(24000, np.float32)
-    >>> chunk_bounds(np.concatenate([loud, quiet, loud]), 16000, max_seconds=2.0)
-    [(0, 24800), (24800, 56000)]
-    """
-    if not max_seconds > MIN_AUDIO_SECONDS:
-        raise InputError(f"chunk_seconds must be more than {MIN_AUDIO_SECONDS} s, got {max_seconds}")
-    size, total = int(max_seconds * sample_rate), len(audio)
-    search = int(min(max_seconds / 4, 5.0) * sample_rate) if search_seconds is None else int(search_seconds * sample_rate)
-    frame = max(1, int(frame_seconds * sample_rate))
-    energy = np.asarray(audio, dtype=np.float64) ** 2
-    bounds, start = [], 0
-    while total - start > size:
-        low, high = start + max(size - search, frame), start + size
-        window = energy[low:high]
-        usable = (len(window) // frame) * frame
-        if usable:
-            means = window[:usable].reshape(-1, frame).mean(axis=1)
-            width = min(len(means), max(1, int(round(0.1 / frame_seconds))))
-            smooth = np.convolve(means, np.ones(width) / width, mode="valid")
-            cut = low + (int(np.argmin(smooth)) + width // 2) * frame + frame // 2
-        else:
-            cut = high
-        bounds.append((start, cut))
-        start = cut
-    if bounds and total - start < MIN_AUDIO_SECONDS * sample_rate:
-        start = bounds.pop()[0]
-    bounds.append((start, total))
-    return bounds
-
-
-def transcribe_audio(pipe: Any, inputs: Sequence[Any], chunk_seconds: float = CHUNK_SECONDS, **settings: Any) -> list[Any]:
-    """Transcribe clips of any length; what ``seqlab predict`` runs for a speech model.
-
-    A clip shorter than ``MIN_AUDIO_SECONDS`` is an ``InputError`` naming it. A clip up to
-    ``chunk_seconds`` gives its transcript (a string, as ``pipe.predict``); a longer one is cut
-    at pauses (``chunk_bounds``) into chunks transcribed separately, and gives
-    ``{"text": all chunks' words, "chunks": [{"start", "end", "text"}]}`` with seconds from the
-    start of the clip. ``settings`` are the per-call decoding settings (``decoder``, ``beam_size``).
-    """
-    from ..audio.io import AudioLoader
-
-    model = _model_of(pipe)
-    loader = next((s for s in pipe.stages if isinstance(s, AudioLoader)), None)
-    if loader is None:
-        raise InputError("transcribe_audio needs a speech pipeline with an audio_loader stage")
-    # Read whole clips at the model's rate; the pipeline's loader normalises each chunk later.
-    reader = AudioLoader(dataclasses.replace(loader.config, max_seconds=None, normalize="none"))
-    rate = reader.config.sample_rate
-    pieces: list[np.ndarray] = []
-    spans: list[list[tuple[int, int]]] = []
-    for index, value in enumerate(inputs):
-        model.check_input(value, index)
-        clip = reader({reader.config.column: [value]})["audio"][0]
-        if len(clip) < MIN_AUDIO_SECONDS * rate:
-            name = f" ({str(value)!r:.80})" if isinstance(value, (str, Path)) else ""
-            raise InputError(
-                f"input {index}{name}: the audio lasts {len(clip) / rate:.3f} s; speech needs at least "
-                f"{MIN_AUDIO_SECONDS:g} s to hold a word"
-            )
-        bounds = chunk_bounds(clip, rate, chunk_seconds)
-        spans.append(bounds)
-        pieces.extend(clip[a:b] for a, b in bounds)
-    rates = {reader.config.sample_rate_column: rate}  # the pieces are at the model's rate already
-    texts = pipe.predict(pieces, **rates, **settings) if pieces else []
-    outputs: list[Any] = []
-    position = 0
-    for bounds in spans:
-        chunk_texts = texts[position: position + len(bounds)]
-        position += len(bounds)
-        if len(bounds) == 1:
-            outputs.append(chunk_texts[0])
-            continue
-        chunks = [
-            {"start": round(a / rate, 2), "end": round(b / rate, 2), "text": t["text"] if isinstance(t, dict) else t}
-            for (a, b), t in zip(bounds, chunk_texts)
-        ]
-        outputs.append({"text": " ".join(c["text"] for c in chunks if c["text"]), "chunks": chunks})
-    return outputs
-
-
-def _as_feature_batch(features: Any, lengths: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(features, (list, tuple)):
-        arrays = [torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in features]
-        if any(a.dim() != 2 for a in arrays):
-            raise InputError("features: expected one (frames, dims) array per example")
-        lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
-        batch = torch.zeros(len(arrays), int(lengths.max()), arrays[0].shape[1])
-        for i, a in enumerate(arrays):
-            batch[i, : a.shape[0]] = a
-        return batch.to(device), lengths.to(device)
-    tensor = torch.as_tensor(np.asarray(features, dtype=np.float32)) if not isinstance(features, torch.Tensor) else features
-    if tensor.dim() == 2:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() != 3:
-        raise InputError(f"features: expected (batch, frames, dims), got shape {tuple(tensor.shape)}")
-    if not torch.isfinite(tensor).all():
-        raise InputError("features: some values are NaN or infinite")
-    if lengths is None:
-        lengths = torch.full((tensor.shape[0],), tensor.shape[1], dtype=torch.long)
-    return tensor.to(device, torch.float32), torch.as_tensor(lengths, dtype=torch.long).to(device)
-
-
-def recognise_digits(
-    pipe_or_model: Any,
-    audio: Sequence[Any] | None = None,
-    *,
-    features: Any = None,
-    lengths: Any = None,
-    sample_rate: int | None = None,
-    words: Sequence[str] = DIGIT_WORDS,
-) -> list[dict[str, Any]]:
-    """Classify isolated spoken digits with a trained speech model (the FSDD benchmark's).
-
-    Each example gets the digit whose word has the highest CTC probability
-    ``p(word | x)`` (``SpeechModel.candidate_log_probs``), renormalised over the ten words:
-    ``{"digit": 7, "word": "seven", "score": p, "scores": [p_0 … p_9]}``. Give ``audio``
-    (paths or arrays, run through the pipeline's stages) or ``features`` directly —
-    a ``(B, frames, dims)`` tensor/array (+ ``lengths``) or a list of ``(frames, dims)``
-    arrays, in the space the pipeline's feature stage outputs (e.g. generated MFCC images
-    with the same settings: see ``speech_features`` and docs/speech.md).
-    """
-    model = _model_of(pipe_or_model)
-    if (audio is None) == (features is None):
-        raise InputError("recognise_digits: give either audio or features")
-    device = next(model.parameters()).device
-    if audio is not None:
-        if not hasattr(pipe_or_model, "preprocess"):
-            raise InputError("recognise_digits: audio needs the pipeline (for its feature stages); a bare model takes features")
-        features = speech_features(pipe_or_model, list(audio), sample_rate)
-        lengths = None
-    feats, lens = _as_feature_batch(features, lengths, device)
-    log_p = model.candidate_log_probs(feats, lens, list(words))
-    posterior = torch.softmax(log_p, dim=1).cpu()
-    out = []
-    for row in posterior.tolist():
-        best = max(range(len(row)), key=row.__getitem__)
-        out.append({"digit": best, "word": words[best], "score": row[best], "scores": row})
-    return out
 
 
 # -- recipe ------------------------------------------------------------------------------------
