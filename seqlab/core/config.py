@@ -35,6 +35,33 @@ def suggest(key: str, valid: list[str]) -> str:
 _suggest = suggest
 
 
+def check_int(value: Any, name: str, where: str, minimum: int = 1) -> int:
+    """``value`` if it is an integer (not a bool) of at least ``minimum``, else a ``ConfigError``.
+
+    >>> check_int(3, "num_layers", "encoder")
+    3
+    >>> check_int(0, "num_layers", "encoder")
+    Traceback (most recent call last):
+    ...
+    seqlab.core.errors.ConfigError: encoder: num_layers must be a positive integer, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{where}: {name} must be {wanted}, got {value!r}")
+    return value
+
+
+def check_dropout(value: Any, where: str) -> float:
+    """``value`` as a float if it is a dropout probability in [0, 1), else a ``ConfigError``.
+
+    >>> check_dropout(0.5, "encoder"), check_dropout(0, "encoder")
+    (0.5, 0.0)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; convert the harmless cases."""
     if tp is Any or tp is typing.Any:

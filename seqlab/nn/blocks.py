@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.config import suggest, from_dict
+from ..core.config import check_dropout, check_int, from_dict, suggest
 from ..core.errors import ConfigError, InputError
 from .activations import activation as make_activation
 
@@ -155,18 +155,6 @@ class _FeatureBatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
 
 
-def _check_int(value: Any, name: str, where: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: {name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_dropout(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
 def _check_choice(value: Any, choices: Sequence[str], name: str, where: str) -> str | None:
     if value is None or value == "none":
         return None
@@ -196,8 +184,8 @@ class MLPConfig:
         if not isinstance(self.sizes, (list, tuple)) or len(self.sizes) < 2:
             raise ConfigError(f"{where}: sizes must list at least [input, output], got {self.sizes!r}")
         for i, size in enumerate(self.sizes):
-            _check_int(size, f"sizes[{i}]", where)
-        _check_dropout(self.dropout, where)
+            check_int(size, f"sizes[{i}]", where)
+        check_dropout(self.dropout, where)
         _check_choice(self.norm, NORMS, "norm", where)
 
 
@@ -315,7 +303,7 @@ class ConvStackConfig:
     layers: list[ConvLayerSpec] = dataclasses.field(default_factory=lambda: [ConvLayerSpec()])
 
     def validate(self, where: str = "ConvStack") -> None:
-        _check_int(self.in_channels, "in_channels", where)
+        check_int(self.in_channels, "in_channels", where)
         if self.dims not in (1, 2):
             raise ConfigError(f"{where}: dims must be 1 or 2, got {self.dims!r}")
         if not self.layers:
@@ -327,7 +315,7 @@ def _per_axis(value: Any, dims: int, name: str, where: str, minimum: int) -> tup
     if len(values) != dims:
         raise ConfigError(f"{where}: {name} {value!r} must be one int or {dims} ints for a {dims}-D stack")
     for v in values:
-        _check_int(v, name, where, minimum)
+        check_int(v, name, where, minimum)
     return values
 
 
@@ -339,7 +327,7 @@ class _ConvLayer(nn.Module):
         where = f"ConvStack layer {index}"
         self.index, self.dims, self.spec = index, dims, spec
         self.in_channels = in_channels
-        self.out_channels = _check_int(spec.channels, "channels", where)
+        self.out_channels = check_int(spec.channels, "channels", where)
         self.kernel = _per_axis(spec.kernel, dims, "kernel", where, 1)
         self.stride = _per_axis(spec.stride, dims, "stride", where, 1)
         self.dilation = _per_axis(spec.dilation, dims, "dilation", where, 1)
@@ -404,7 +392,7 @@ class _ConvLayer(nn.Module):
             self.pool_kernel if spec.pool_stride is None
             else _per_axis(spec.pool_stride, dims, "pool_stride", where, 1)
         )
-        self.dropout = nn.Dropout(_check_dropout(spec.dropout, where)) if spec.dropout else nn.Identity()
+        self.dropout = nn.Dropout(check_dropout(spec.dropout, where)) if spec.dropout else nn.Identity()
 
     # -- arithmetic ------------------------------------------------------------------------
     def conv_size(self, n: Length, axis: int) -> Length:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..core.config import suggest
+from ..core.config import check_dropout, check_int, suggest
 from ..core.errors import ConfigError, InputError
 from .dropout import Dropout
 from .masking import lengths_to_mask
@@ -35,18 +35,6 @@ def _check_cell(cell: str, where: str) -> str:
         valid = sorted(CELLS)
         raise ConfigError(f"{where}: unknown cell {cell!r}{suggest(str(cell), valid)}; valid cells: {', '.join(valid)}")
     return cell.lower()
-
-
-def _check_positive(value: Any, name: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _check_dropout(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{where}: dropout must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 def check_lengths(lengths: Tensor, batch: int, steps: int, where: str = "lengths") -> Tensor:
@@ -82,11 +70,11 @@ class RecurrentEncoderConfig:
     dropout: float = 0.0
 
     def validate(self, where: str = "encoder") -> None:
-        _check_positive(self.input_size, "input_size", where)
-        _check_positive(self.hidden_size, "hidden_size", where)
-        _check_positive(self.num_layers, "num_layers", where)
+        check_int(self.input_size, "input_size", where)
+        check_int(self.hidden_size, "hidden_size", where)
+        check_int(self.num_layers, "num_layers", where)
         _check_cell(self.cell, where)
-        _check_dropout(self.dropout, where)
+        check_dropout(self.dropout, where)
 
 
 class RecurrentEncoder(nn.Module):
@@ -123,12 +111,12 @@ class RecurrentEncoder(nn.Module):
     ) -> None:
         super().__init__()
         where = type(self).__name__
-        self.input_size = _check_positive(input_size, "input_size", where)
-        self.hidden_size = _check_positive(hidden_size, "hidden_size", where)
-        self.num_layers = _check_positive(num_layers, "num_layers", where)
+        self.input_size = check_int(input_size, "input_size", where)
+        self.hidden_size = check_int(hidden_size, "hidden_size", where)
+        self.num_layers = check_int(num_layers, "num_layers", where)
         self.cell = _check_cell(cell, where)
         self.bidirectional = bool(bidirectional)
-        self.dropout = _check_dropout(dropout, where)
+        self.dropout = check_dropout(dropout, where)
         self.num_directions = 2 if self.bidirectional else 1
         self.output_size = hidden_size * self.num_directions
         kwargs: dict[str, Any] = {}
@@ -226,13 +214,13 @@ class StackedRecurrentEncoderConfig:
     residual: bool = False
 
     def validate(self, where: str = "encoder") -> None:
-        _check_positive(self.input_size, "input_size", where)
+        check_int(self.input_size, "input_size", where)
         if not self.hidden_sizes:
             raise ConfigError(f"{where}: hidden_sizes must list at least one layer size")
         for size in self.hidden_sizes:
-            _check_positive(size, "each of hidden_sizes", where)
+            check_int(size, "each of hidden_sizes", where)
         _check_cell(self.cell, where)
-        _check_dropout(self.dropout, where)
+        check_dropout(self.dropout, where)
 
 
 class StackedRecurrentEncoder(nn.Module):
@@ -344,7 +332,7 @@ class PaddedBiRecurrentEncoder(nn.Module):
     def __init__(self, input_size: int, hidden_size: int = 128, num_layers: int = 1, cell: str = "lstm", dropout: float = 0.0) -> None:
         super().__init__()
         where = type(self).__name__
-        _check_positive(num_layers, "num_layers", where)
+        check_int(num_layers, "num_layers", where)
         self.forward_layers = nn.ModuleList()
         self.backward_layers = nn.ModuleList()
         size = input_size
@@ -352,7 +340,7 @@ class PaddedBiRecurrentEncoder(nn.Module):
             self.forward_layers.append(RecurrentEncoder(size, hidden_size, 1, cell=cell, bidirectional=False))
             self.backward_layers.append(RecurrentEncoder(size, hidden_size, 1, cell=cell, bidirectional=False))
             size = 2 * hidden_size
-        self.drop = Dropout(_check_dropout(dropout, where))
+        self.drop = Dropout(check_dropout(dropout, where))
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.output_size = 2 * hidden_size

@@ -3,7 +3,7 @@ from typing import Literal
 
 import pytest
 
-from seqlab.core.config import apply_overrides, from_dict, read_yaml, to_dict
+from seqlab.core.config import apply_overrides, check_dropout, check_int, from_dict, read_yaml, to_dict
 from seqlab.core.errors import ConfigError
 
 
@@ -74,3 +74,18 @@ def test_read_yaml_errors_name_the_file(tmp_path):
     listy.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping of sections"):
         read_yaml(listy)
+
+
+def test_check_int_and_check_dropout_accept_valid_values_and_name_the_bad_ones():
+    assert check_int(4, "hidden_size", "encoder") == 4
+    assert check_int(0, "padding", "conv", minimum=0) == 0
+    for bad in (0, -1, True, 2.0, "3", None):
+        with pytest.raises(ConfigError, match=r"^encoder: hidden_size must be a positive integer, got "):
+            check_int(bad, "hidden_size", "encoder")
+    with pytest.raises(ConfigError, match=r"^conv: padding must be an integer >= 0, got -1$"):
+        check_int(-1, "padding", "conv", minimum=0)
+    assert check_dropout(0, "mlp") == 0.0 and isinstance(check_dropout(0, "mlp"), float)
+    assert check_dropout(0.25, "mlp") == 0.25
+    for bad in (1.0, -0.1, True, "0.1", None):
+        with pytest.raises(ConfigError, match=r"^mlp: dropout must be a number in \[0, 1\), got "):
+            check_dropout(bad, "mlp")
