@@ -42,7 +42,6 @@ import functools
 import json
 import math
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -58,7 +57,7 @@ from seqlab.core.errors import ConfigError, InputError, ModelFileError
 from seqlab.core.stage import Stage
 
 from . import filters
-from .resample import resample_clips
+from .resample import resample_mixed
 from .signal import parse_sample_rate, prepare
 
 #: Added to variances before CMVN divides by the deviation: a constant feature (a delta of
@@ -646,13 +645,7 @@ class LogMel(Stage):
         rates = batch.get("sample_rate") if hasattr(batch, "get") else None
         if rates is not None:
             rates = [None if r is None else parse_sample_rate(r, f"example {i}") for i, r in enumerate(rates)]
-            for rate in sorted({r for r in rates if r is not None and r != cfg.sample_rate}):
-                idx = [i for i, r in enumerate(rates) if r == rate]
-                if rate not in self._warned:
-                    self._warned.add(rate)
-                    warnings.warn(f"resampled {rate} Hz → {cfg.sample_rate} Hz before {self.kind} (example {idx[0]})", stacklevel=5)
-                for i, y in zip(idx, resample_clips([clips[i] for i in idx], rate, cfg.sample_rate, self.device)):
-                    clips[i] = y
+            resample_mixed(clips, rates, cfg.sample_rate, self.device, self._warned, f" before {self.kind}", stacklevel=5)
         return clips
 
     def map(self, batch):

@@ -26,7 +26,7 @@ import numpy as np
 from seqlab.core.errors import ConfigError, InputError
 from seqlab.core.stage import Stage
 
-from .resample import resample_clips
+from .resample import resample_mixed
 from .signal import clipped_fraction, parse_sample_rate, peak, peak_normalize, prepare, rms_normalize
 
 
@@ -224,15 +224,7 @@ class AudioLoader(Stage):
             data, sr, where = self._read_one(value, None if rates is None else rates[i], i)
             clips.append(self._check(data, sr, where))
             srs.append(sr)
-        for sr in sorted(set(srs)):
-            if sr == cfg.sample_rate:
-                continue
-            idx = [i for i, s in enumerate(srs) if s == sr]
-            if sr not in self._warned:
-                self._warned.add(sr)
-                warnings.warn(f"resampled {sr} Hz → {cfg.sample_rate} Hz (first seen at example {idx[0]})", stacklevel=4)
-            for i, y in zip(idx, resample_clips([clips[i] for i in idx], sr, cfg.sample_rate, cfg.device)):
-                clips[i] = y
+        resample_mixed(clips, srs, cfg.sample_rate, cfg.device, self._warned, stacklevel=4)
         if cfg.normalize == "peak":
             clips = [peak_normalize(c, cfg.peak_level) for c in clips]
         elif cfg.normalize == "rms":

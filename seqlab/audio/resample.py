@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -129,3 +130,28 @@ def resample_clips(
         for row, i in enumerate(group):
             out[i] = np.ascontiguousarray(y[row, : resampled_length(len(clips[i]), orig_sr, new_sr)])
     return out  # type: ignore[return-value]
+
+
+def resample_mixed(
+    clips: list[np.ndarray], rates: Sequence[int | None], target: int, device: str | torch.device,
+    warned: set, before: str = "", stacklevel: int = 2,
+) -> list[np.ndarray]:
+    """Bring clips of mixed rates to ``target`` in place: the clips of each other rate resampled as one batch.
+
+    ``rates[i]`` is clip ``i``'s rate (``None``: already at ``target``). The first time a stage
+    (its ``warned`` set) meets a rate it warns ``resampled R Hz → T Hz{before} (first seen at
+    example i)``: resampling is a cost the user may want to avoid by preparing the data.
+
+    >>> clips = [np.ones(80, np.float32), np.ones(160, np.float32)]
+    >>> [len(c) for c in resample_mixed(clips, [8000, 16000], 16000, "cpu", {8000})]
+    [160, 160]
+    """
+    for rate in sorted({r for r in rates if r is not None and r != target}):
+        idx = [i for i, r in enumerate(rates) if r == rate]
+        if rate not in warned:
+            warned.add(rate)
+            warnings.warn(f"resampled {rate} Hz → {target} Hz{before} (first seen at example {idx[0]})",
+                          stacklevel=stacklevel + 1)
+        for i, y in zip(idx, resample_clips([clips[i] for i in idx], rate, target, device)):
+            clips[i] = y
+    return clips

@@ -85,3 +85,28 @@ def test_odd_and_huge_source_rates_use_little_memory(orig_sr):
     assert len(y) == resampled_length(4000, orig_sr, 16000) and np.isfinite(y).all()
     if orig_sr == 16001:  # one sample per second fewer: still the same waveform
         assert np.max(np.abs(y[100:-100] - x[100:len(y) - 100])) < 0.01
+
+
+def test_resample_mixed_resamples_each_other_rate_and_warns_once_per_rate():
+    import warnings
+
+    from seqlab.audio.resample import resample_clips, resample_mixed
+
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(n).astype(np.float32) for n in (800, 1600, 441)]
+    want = [resample_clips([clips[0]], 8000, 16000)[0], clips[1], resample_clips([clips[2]], 22050, 16000)[0]]
+    warned: set = set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = resample_mixed(list(clips), [8000, None, 22050], 16000, "cpu", warned, " before mfcc")
+    assert [str(w.message) for w in caught] == [
+        "resampled 8000 Hz → 16000 Hz before mfcc (first seen at example 0)",
+        "resampled 22050 Hz → 16000 Hz before mfcc (first seen at example 2)",
+    ]
+    assert warned == {8000, 22050}
+    for got, expected in zip(out, want):
+        np.testing.assert_array_equal(got, expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a rate already warned about is resampled silently
+        again = resample_mixed(list(clips), [8000, None, 22050], 16000, "cpu", warned)
+    np.testing.assert_array_equal(again[0], want[0])
