@@ -45,17 +45,26 @@ def check_choice(value: str, allowed: Sequence[str], what: str) -> str:
     return value
 
 
+def as_list_of(values: Any, name: str, kind: type | tuple[type, ...], plural: str, item_error: str) -> list:
+    """``values`` (a sequence, not one string) as a list whose items are all ``kind``.
+
+    A ``DataError`` names ``name`` and, for a bad item, its index: ``{name}[i]: {item_error},
+    got <type> …``.
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise DataError(f"{name}: expected a list of {plural}, got {type(values).__name__}")
+    out = list(values)
+    for i, value in enumerate(out):
+        if not isinstance(value, kind):
+            raise DataError(f"{name}[{i}]: {item_error}, got {type(value).__name__} {value!r:.60}")
+    return out
+
+
 def as_texts(values: Any, name: str) -> list[str]:
     """A batch of sentences as a list of ``str``; one bare string is one sentence."""
     if isinstance(values, str):
         return [values]
-    if not isinstance(values, Sequence):
-        raise DataError(f"{name}: expected a list of strings, got {type(values).__name__}")
-    out = list(values)
-    for i, value in enumerate(out):
-        if not isinstance(value, str):
-            raise DataError(f"{name}[{i}]: expected a string, got {type(value).__name__} {value!r:.60}")
-    return out
+    return as_list_of(values, name, str, "strings", "expected a string")
 
 
 def check_same_length(references: Sequence, hypotheses: Sequence, ref_name: str = "references",

@@ -17,17 +17,11 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 
 from ..core.errors import DataError
-from .base import Accumulator, check_same_length
+from .base import Accumulator, as_list_of, check_same_length
 
 
 def _as_labels(values: Sequence[Hashable], name: str) -> list[Hashable]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise DataError(f"{name}: expected a list of labels, got {type(values).__name__}")
-    out = list(values)
-    for i, value in enumerate(out):
-        if not isinstance(value, Hashable):
-            raise DataError(f"{name}[{i}]: a label must be hashable (str, int …), got {type(value).__name__}")
-    return out
+    return as_list_of(values, name, Hashable, "labels", "a label must be hashable (str, int …)")
 
 
 class AccuracyAccumulator(Accumulator):
