@@ -109,6 +109,19 @@ class Stage:
         return f"{type(self).__name__}({self.config})"
 
 
+class InputOutputStage(Stage):
+    """A stage that reads the column ``config.input`` and writes the column ``config.output``.
+
+    Its ``Config`` has ``input`` and ``output`` fields (column names); most text stages are
+    of this kind (tokenizers, vocabulary, label and tag encoders, sentencepiece).
+    """
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.takes = (self.config.input,)
+        self.provides = (self.config.output,)
+
+
 def check_wiring(stages: list[Stage], available: set[str], needed: tuple[str, ...] = (), consumer: str = "the model") -> set[str]:
     """Walk ``stages`` in order from the columns in ``available``; fail on the first gap.
 

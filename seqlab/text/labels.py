@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seqlab.core.errors import ConfigError, DataError, InputError
-from seqlab.core.stage import Stage
+from seqlab.core.stage import InputOutputStage
 
 from .vocab import column_rows, read_token_file, write_token_file
 
@@ -69,7 +69,7 @@ class LabelEncoderConfig:
             raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
 
 
-class LabelEncoder(Stage):
+class LabelEncoder(InputOutputStage):
     """Raw labels → class indices ``0 … K-1``.
 
     >>> enc = LabelEncoder().fit({"label": [1, 0, 1]})
@@ -87,8 +87,6 @@ class LabelEncoder(Stage):
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
         self.labels: list[str] = []
         self._index: dict[str, int] = {}
         if self.config.labels is not None:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from seqlab.core.errors import ConfigError, DataError, InputError, ModelFileError
 from seqlab.core.files import read_regular_bytes
 from seqlab.core.serialization import atomic_write_bytes
-from seqlab.core.stage import Stage
+from seqlab.core.stage import InputOutputStage
 
 from .vocab import BOS, EOS, PAD, SPECIALS, UNK, column_rows
 
@@ -125,7 +125,7 @@ def _sentences(rows: Iterable[Any], column: str) -> Iterator[str]:
             yield text
 
 
-class SentencePieceTokenizer(Stage):
+class SentencePieceTokenizer(InputOutputStage):
     """Learns a BPE or unigram subword model on a text column; text → ids or pieces.
 
     >>> corpus = {"text": ["the cat sat on the mat", "the dog sat on the log"] * 20}
@@ -146,8 +146,6 @@ class SentencePieceTokenizer(Stage):
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
         self.training_only = self.config.training_only
         self._model_proto: bytes | None = None
         self._processor = None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seqlab.core.errors import ConfigError, DataError, InputError
-from seqlab.core.stage import Stage
+from seqlab.core.stage import InputOutputStage, Stage
 
 from .tagging import normalize_scheme, spans, tag_set, tags_from_spans
 from .vocab import column_rows, read_token_file, write_token_file
@@ -91,7 +91,7 @@ def _sentence_error(err: DataError, index: int, what: str = "training data") -> 
     return DataError(f"{what} sentence {index}: {err}")
 
 
-class TagEncoder(Stage):
+class TagEncoder(InputOutputStage):
     """Tag sequences (in ``scheme``) → tag indices in the ``target`` scheme; learns the entity types.
 
     A tag the scheme does not have (``S-PER`` in IOB2, ``PER``) is a ``DataError`` naming the
@@ -112,8 +112,6 @@ class TagEncoder(Stage):
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
         self.types: list[str] = []
         self.tags: list[str] = []
         self._index: dict[str, int] = {}

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import regex
 
 from seqlab.core.errors import ConfigError, InputError
-from seqlab.core.stage import Stage
+from seqlab.core.stage import InputOutputStage
 
 # Numbers with inner separators ("3.5", "1,000") stay whole; words keep inner hyphens and
 # apostrophes ("state-of-the-art", "don't"); any other non-space, non-word character is a
@@ -121,7 +121,7 @@ class WordTokenizerConfig:
             raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
 
 
-class WordTokenizer(Stage):
+class WordTokenizer(InputOutputStage):
     """Text → list of word tokens.
 
     >>> tok = WordTokenizer(split="punct", lowercase=True, normalize_numbers=True)
@@ -133,11 +133,6 @@ class WordTokenizer(Stage):
 
     kind = "word_tokenizer"
     Config = WordTokenizerConfig
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
 
     def tokenize(self, text: str) -> list[str]:
         """The tokens of one text."""
@@ -177,7 +172,7 @@ class CharTokenizerConfig:
             raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
 
 
-class CharTokenizer(Stage):
+class CharTokenizer(InputOutputStage):
     """Text → characters, or word tokens → characters of each word.
 
     >>> CharTokenizer()({"text": ["ab c"]})
@@ -190,11 +185,6 @@ class CharTokenizer(Stage):
 
     kind = "char_tokenizer"
     Config = CharTokenizerConfig
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
 
     def _chars(self, text: str) -> list[str]:
         if self.config.lowercase:

@@ -26,7 +26,7 @@ from typing import Any
 from seqlab.core.errors import ConfigError, DataError, InputError
 from seqlab.core.files import excerpt, read_regular_bytes
 from seqlab.core.serialization import atomic_write_bytes
-from seqlab.core.stage import Stage
+from seqlab.core.stage import InputOutputStage
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS: tuple[str, ...] = (PAD, UNK, BOS, EOS)
@@ -294,7 +294,7 @@ class VocabularyStageConfig:
             raise ConfigError(f"{where}: input and output are both {self.input!r}; give the output another name")
 
 
-class VocabularyStage(Stage):
+class VocabularyStage(InputOutputStage):
     """Builds a :class:`Vocabulary` from a token column, then maps tokens → ids.
 
     >>> stage = VocabularyStage(add_eos=True).fit({"tokens": [["a", "b"], ["a"]]})
@@ -309,8 +309,6 @@ class VocabularyStage(Stage):
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
         self.vocab: Vocabulary | None = None
 
     def fit(self, data: Any) -> "VocabularyStage":

@@ -54,3 +54,26 @@ def test_stage_works_with_datasets_map_and_pickles():
     assert ds["upper"] == ["AB", "C"]
     clone = pickle.loads(pickle.dumps(Upper()))
     assert clone({"text": ["x"]}) == {"upper": ["X"]}
+
+
+def test_an_input_output_stage_takes_its_input_column_and_provides_its_output_column():
+    import dataclasses
+
+    from seqlab.core.stage import InputOutputStage
+
+    @dataclasses.dataclass
+    class Columns:
+        input: str = "text"
+        output: str = "upper"
+
+    class Shout(InputOutputStage):
+        kind = "shout"
+        Config = Columns
+
+        def map(self, batch):
+            return {self.config.output: [t.upper() for t in batch[self.config.input]]}
+
+    assert (Shout().takes, Shout().provides) == (("text",), ("upper",))
+    stage = Shout(input="words", output="loud")
+    assert (stage.takes, stage.provides) == (("words",), ("loud",))
+    assert stage({"words": ["ab"]}) == {"loud": ["AB"]}
