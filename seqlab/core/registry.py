@@ -20,6 +20,8 @@ STAGES: dict[str, str] = {
     "label_encoder": "seqlab.text.labels:LabelEncoder",
     "tag_encoder": "seqlab.tasks.ner:TagEncoder",
     "word2vec": "seqlab.embeddings.word2vec:Word2VecStage",
+    "tree_reader": "seqlab.text.trees:TreeReader",
+    "tree_label_encoder": "seqlab.text.trees:TreeLabelEncoder",
     "audio_loader": "seqlab.audio.io:AudioLoader",
     "mfcc": "seqlab.audio.features:MFCC",
     "log_mel": "seqlab.audio.features:LogMel",
@@ -31,6 +33,7 @@ TASKS: dict[str, str] = {
     "translation": "seqlab.tasks.translation:TranslationModel",
     "speech": "seqlab.tasks.speech:SpeechModel",
     "lm": "seqlab.tasks.lm:LanguageModel",
+    "tree_sentiment": "seqlab.tasks.tree_sentiment:TreeSentimentModel",
 }
 
 #: Each task's recipe dataclass: it has ``datasets()`` → (train, dev) and ``build()`` → Pipeline.
@@ -43,6 +46,7 @@ RECIPES: dict[str, str] = {
     "anomaly": "seqlab.tasks.generative:AnomalyRecipe",
     "denoise": "seqlab.tasks.generative:DenoiseRecipe",
     "cgan": "seqlab.tasks.generative:CGANRecipe",
+    "tree_sentiment": "seqlab.tasks.tree_sentiment:TreeSentimentRecipe",
 }
 
 
