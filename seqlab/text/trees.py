@@ -95,19 +95,21 @@ def parse_ptb(text: str, where: str = "tree", line: int = 1) -> Tree:
     """
     n = len(text)
     pos = 0
+    # ASCII white space only: SST has tokens with a no-break space inside ("8\u00a01/2").
+    space = " \t\r\n\f\v"
 
     def fail(at: int, message: str) -> DataError:
         return DataError(f"{where}: line {line}, column {at + 1}: {message}")
 
     def skip() -> None:
         nonlocal pos
-        while pos < n and text[pos].isspace():
+        while pos < n and text[pos] in space:
             pos += 1
 
     def atom() -> str:
         nonlocal pos
         start = pos
-        while pos < n and not text[pos].isspace() and text[pos] not in "()":
+        while pos < n and text[pos] not in space and text[pos] not in "()":
             pos += 1
         return text[start:pos]
 
