@@ -22,7 +22,7 @@ Child-sum Tree-LSTM (Tai, Socher & Manning, 2015, eqs. 2–8), children ``k`` of
 Binary (N-ary, N = 2) Tree-LSTM (Tai et al., eqs. 9–14): separate matrices for the left
 and right child, and one forget gate per child that sees both children::
 
-    g_j  = U^L h_jL + U^R h_jR + b                 g = (i, f_L, f_R, o, u) pre-activations
+    g_j  = U^L h_jL + U^R h_jR + b                 g = (i, o, u, f_L, f_R) pre-activations
     c_j  = σ(i) ⊙ tanh(u) + σ(f_L) ⊙ c_jL + σ(f_R) ⊙ c_jR
     h_j  = σ(o) ⊙ tanh(c_j)
 
@@ -59,6 +59,7 @@ class TreeLevel:
     right: Tensor  #: (n,) second child; ``num_nodes`` when missing
     child: Tensor  #: (k,) every child of these nodes …
     slot: Tensor  #: (k,) … and the position of its parent in ``nodes``
+    lr: Tensor  #: (2n,) left and right child of each node, interleaved: a gather ``.view(n, 2 * H)`` is ``[h_L; h_R]``
 
 
 @dataclasses.dataclass
@@ -136,7 +137,7 @@ class TreeBatch:
             right = [k[1] if len(k) > 1 else total for k in kids]
             child = [c for k in kids for c in k]
             slot = [s for s, k in enumerate(kids) for _ in k]
-            levels.append(TreeLevel(*(torch.tensor(v, **long) for v in (nodes, left, right, child, slot))))
+            levels.append(TreeLevel(*(torch.tensor(v, **long) for v in (nodes, left, right, child, slot, [c for pair in zip(left, right) for c in pair]))))
         return cls(
             num_nodes=total, roots=torch.tensor(roots, **long), leaf_nodes=torch.tensor(leaf_nodes, **long),
             leaf_tokens=torch.tensor(leaf_tokens, **long), levels=levels, children=children,
@@ -204,8 +205,10 @@ class RecursiveEncoder(TreeEncoder):
         h = x_leaf.new_zeros(tree.num_nodes + 1, self.hidden_size)
         h = h.index_copy(0, tree.leaf_nodes, torch.tanh(self.leaf(x_leaf)))
         for level in tree.levels:
-            new = torch.tanh(self.compose(torch.cat([h[level.left], h[level.right]], 1)))
-            h = h.index_copy(0, level.nodes, new)
+            # One gather gives [h_left; h_right] row by row; the buffer is written in place
+            # (autograd allows it: a gather keeps only its indices for the backward pass).
+            new = torch.tanh(self.compose(h[level.lr].view(-1, 2 * self.hidden_size)))
+            h.index_copy_(0, level.nodes, new)
         return h[:-1]
 
     def node(self, x: Tensor | None, children: list[State]) -> State:
@@ -249,8 +252,8 @@ class ChildSumTreeLSTM(TreeEncoder):
             f = torch.sigmoid(self.U_f(h_child))
             fc = h_child.new_zeros(n, H).index_add(0, level.slot, f * c_child)
             h_new, c_new = self._cell(self.U_iou(h_sum), fc)
-            h = h.index_copy(0, level.nodes, h_new)
-            c = c.index_copy(0, level.nodes, c_new)
+            h.index_copy_(0, level.nodes, h_new)
+            c.index_copy_(0, level.nodes, c_new)
         return h[:-1]
 
     def node(self, x: Tensor | None, children: list[State]) -> State:
@@ -262,7 +265,7 @@ class ChildSumTreeLSTM(TreeEncoder):
 
 
 class BinaryTreeLSTM(TreeEncoder):
-    """Tai et al. (2015), binary (N-ary, N = 2) Tree-LSTM: ``U = [U^L U^R]`` → (i, f_L, f_R, o, u).
+    """Tai et al. (2015), binary (N-ary, N = 2) Tree-LSTM: ``U = [U^L U^R]`` → (i, o, u, f_L, f_R).
 
     >>> enc = BinaryTreeLSTM(3, 4)
     >>> tb = TreeBatch.from_parents([[2, 2, -1]], [[0, 1, -1]], tokens_per_tree=2)
@@ -273,7 +276,7 @@ class BinaryTreeLSTM(TreeEncoder):
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)
         self.W = nn.Linear(input_size, 3 * hidden_size)  # leaves: i, o, u
-        self.U = nn.Linear(2 * hidden_size, 5 * hidden_size)  # inner: i, f_L, f_R, o, u
+        self.U = nn.Linear(2 * hidden_size, 5 * hidden_size)  # inner: i, o, u, f_L, f_R
 
     def forward(self, x_leaf: Tensor, tree: TreeBatch) -> Tensor:
         self.check(tree)
@@ -284,13 +287,14 @@ class BinaryTreeLSTM(TreeEncoder):
         h = x_leaf.new_zeros(tree.num_nodes + 1, H).index_copy(0, tree.leaf_nodes, h_leaf)
         c = x_leaf.new_zeros(tree.num_nodes + 1, H).index_copy(0, tree.leaf_nodes, c_leaf)
         for level in tree.levels:
-            gates = self.U(torch.cat([h[level.left], h[level.right]], 1))
-            i, f_l, f_r, o, u = gates.chunk(5, -1)
-            c_new = (torch.sigmoid(i) * torch.tanh(u) + torch.sigmoid(f_l) * c[level.left]
-                     + torch.sigmoid(f_r) * c[level.right])
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            h = h.index_copy(0, level.nodes, h_new)
-            c = c.index_copy(0, level.nodes, c_new)
+            # Interleaved gathers: rows [h_L; h_R] feed U directly, c as (n, 2, H) meets the two
+            # forget gates without slicing (each slice would cost a full-size zero in the backward pass).
+            h_lr = h[level.lr].view(-1, 2 * H)
+            c_lr = c[level.lr].view(-1, 2, H)
+            i, o, u, f = self.U(h_lr).split([H, H, H, 2 * H], 1)
+            c_new = torch.sigmoid(i) * torch.tanh(u) + (torch.sigmoid(f).view(-1, 2, H) * c_lr).sum(1)
+            h.index_copy_(0, level.nodes, torch.sigmoid(o) * torch.tanh(c_new))
+            c.index_copy_(0, level.nodes, c_new)
         return h[:-1]
 
     def node(self, x: Tensor | None, children: list[State]) -> State:
@@ -302,7 +306,7 @@ class BinaryTreeLSTM(TreeEncoder):
         (h_l, c_l) = children[0]
         h_r, c_r = children[1] if len(children) > 1 else (torch.zeros_like(h_l), torch.zeros_like(c_l))
         U_l, U_r = self.U.weight[:, :H], self.U.weight[:, H:]
-        i, f_l, f_r, o, u = (U_l @ h_l + U_r @ h_r + self.U.bias).split(H)
+        i, o, u, f_l, f_r = (U_l @ h_l + U_r @ h_r + self.U.bias).split(H)
         c = torch.sigmoid(i) * torch.tanh(u) + torch.sigmoid(f_l) * c_l + torch.sigmoid(f_r) * c_r
         return torch.sigmoid(o) * torch.tanh(c), c
 

@@ -6,8 +6,8 @@ the loss covers every labelled node (``node_loss: true``) or the root only, and 
 sentence's label is the root's. Encoders: the recursive network (Socher et al., 2011), the
 child-sum and the binary Tree-LSTM (``seqlab.nn.trees``), batched level by level.
 
-Input at prediction time is a PTB-bracketed tree (recognised by its leading ``(``; labels in
-it are ignored) or a plain sentence, which gets a balanced binary tree over its words
+Input at prediction time is a PTB-bracketed tree (text that starts with ``(`` and whose first
+bracket closes at its end: ``seqlab.text.trees.looks_like_tree``; labels in it are ignored) or a plain sentence, which gets a balanced binary tree over its words
 (``seqlab.text.trees.fallback_tree``). ``pipe(text, return_phrases=True)`` adds the label of
 every phrase (every node), and the tree with the predicted labels.
 """
@@ -122,7 +122,9 @@ class TreeSentimentModel(TaskModel):
         from ..nn.trees import make_tree_encoder
 
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
-        self.dropout = nn.Dropout(config.dropout)
+        from ..nn.dropout import Dropout
+
+        self.dropout = Dropout(config.dropout)
         self.encoder = make_tree_encoder(config.encoder, config.embedding_dim, config.hidden_size)
         self.head = nn.Linear(self.encoder.output_size, len(config.labels))
 
@@ -152,9 +154,9 @@ class TreeSentimentModel(TaskModel):
 
     def check_input(self, value: Any, index: int) -> Any:
         value = super().check_input(value, index)
-        if value.lstrip().startswith("("):
-            from ..text.trees import parse_ptb
+        from ..text.trees import looks_like_tree, parse_ptb
 
+        if looks_like_tree(value):
             try:
                 parse_ptb(value, f"input {index}")
             except DataError as err:
@@ -168,8 +170,9 @@ class TreeSentimentModel(TaskModel):
 
         ids = batch["input_ids"]
         tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
-        x = self.dropout(self.embedding(ids)).reshape(-1, self.config.embedding_dim)
-        states = self.encoder(x[tree.leaf_tokens], tree)
+        # Dropout after picking the leaves: padding positions need no mask.
+        x = self.dropout(self.embedding(ids.reshape(-1)[tree.leaf_tokens]))
+        states = self.encoder(x, tree)
         return self.head(self.dropout(states)), tree
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -72,11 +72,17 @@ class Tree:
                 stack.extend((child, False) for child in reversed(node.children))
 
     def to_ptb(self) -> str:
-        """The bracketing (words unescaped; labels omitted where there are none)."""
+        """The bracketing (words escaped again; labels omitted where there are none)."""
         head = f"{self.label} " if self.label is not None else ""
         if self.is_leaf:
-            return f"({head}{self.word})"
+            return f"({head}{escape_word(self.word)})"
         return f"({head}{' '.join(c.to_ptb() for c in self.children)})"
+
+
+def escape_word(word: str) -> str:
+    """The inverse of :func:`unescape_word` for what must be escaped: backslashes, brackets, spaces."""
+    word = word.replace("\\", "\\\\").replace("(", "-LRB-").replace(")", "-RRB-")
+    return re.sub(r"[ \t\r\n\f\v]", "_", word)
 
 
 def unescape_word(word: str) -> str:
@@ -222,14 +228,40 @@ def ptb_words(text: str) -> list[str]:
     for chunk in text.split():
         m = _PUNCT.match(chunk)
         lead, core, trail = m.group(1), m.group(2), m.group(3)
-        words.extend(lead)
+        words.extend(_split_punct(lead))
         clitic = _CLITIC.search(core) if len(core) > 3 or core.lower() == "n't" else None
         if clitic and clitic.start() > 0:
             words.extend([core[: clitic.start()], core[clitic.start():]])
         elif core:
             words.append(core)
-        words.extend(trail)
+        words.extend(_split_punct(trail))
     return words
+
+
+def _split_punct(chars: str) -> list[str]:
+    # "..." and "!!" stay one token, as in the treebank; other marks one each.
+    return re.findall(r"\.{2,}|[!?]{2,}|.", chars)
+
+
+def looks_like_tree(text: str) -> bool:
+    """Whether ``text`` is meant as a bracketed tree rather than a plain sentence.
+
+    It is when it starts with ``(`` and that bracket closes only at its very end (or never,
+    which :func:`parse_ptb` then reports): ``(3 (2 a) (3 b))`` is a tree, ``( the film )
+    works .`` and ``(Great) film (really)`` are sentences that happen to start with a bracket.
+
+    >>> looks_like_tree("(3 (2 a) (3 b))"), looks_like_tree("( a ) b ."), looks_like_tree("(3 (2 a)")
+    (True, False, True)
+    """
+    text = text.strip()
+    if not text.startswith("("):
+        return False
+    depth = 0
+    for i, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth == 0:
+            return i == len(text) - 1
+    return True
 
 
 def fallback_tree(words: list[str], shape: str = "balanced") -> Tree:
@@ -322,7 +354,7 @@ class TreeReader(Stage):
         """The parse given in ``text``, or the fallback tree over its words."""
         if not isinstance(text, str):
             raise InputError(f"TreeReader: row {index} is {type(text).__name__} {text!r:.60}; expected a string")
-        if text.lstrip().startswith("("):
+        if looks_like_tree(text):
             return parse_ptb(text, f"tree {index}")
         # Escapes are undone here too, so an SST sentence given as plain text reads the same.
         return fallback_tree([unescape_word(w) for w in ptb_words(text)], self.config.fallback)
@@ -368,5 +400,5 @@ class TreeLabelEncoder(LabelEncoder):
 
 __all__ = [
     "LABEL_SCHEMES", "LabelEncoderConfig", "Tree", "TreeLabelEncoder", "TreeReader", "TreeReaderConfig",
-    "fallback_tree", "flatten", "map_label", "parse_ptb", "ptb_words", "read_sentiment_trees", "read_trees", "unescape_word",
+    "escape_word", "fallback_tree", "flatten", "looks_like_tree", "map_label", "parse_ptb", "ptb_words", "read_sentiment_trees", "read_trees", "unescape_word",
 ]

@@ -66,6 +66,8 @@ def test_bad_inputs_are_input_errors(repo):
         pipe("a film", return_phrases="yes")
     with pytest.raises(InputError, match="empty"):
         pipe("  ")
+    # A sentence that merely starts with a bracket is a sentence, not a broken tree.
+    assert pipe("( the film ) is dull .", return_phrases=True)["phrases"][0]["text"] == "("
 
 
 def test_root_only_loss_and_word2vec_initialisation(repo):

@@ -36,6 +36,7 @@ def test_tree_batch_groups_nodes_by_height_across_trees():
     assert [lv.nodes.tolist() for lv in tb.levels] == [[3, 7], [4]]
     assert [lv.left.tolist() for lv in tb.levels] == [[1, 5], [0]]
     assert [lv.right.tolist() for lv in tb.levels] == [[2, 6], [3]]
+    assert [lv.lr.tolist() for lv in tb.levels] == [[1, 2, 5, 6], [0, 3]]
     with pytest.raises(InputError, match="post-order"):
         TreeBatch.from_parents([[-1, 0]], [[-1, 0]], 1)
 
@@ -57,8 +58,8 @@ def test_binary_tree_lstm_on_a_hand_computed_tree():
     enc = BinaryTreeLSTM(1, 1).double()
     wi, wo, wu, bi, bo, bu = 0.7, -0.3, 0.9, 0.1, 0.2, -0.1
     set_(enc.W, [[wi], [wo], [wu]], [bi, bo, bu])
-    U = [[0.5, -0.2], [0.3, 0.1], [-0.4, 0.6], [0.2, 0.2], [0.8, -0.5]]  # rows i, f_L, f_R, o, u; columns left, right
-    b = [0.05, 1.0, -1.0, 0.0, 0.1]
+    U = [[0.5, -0.2], [0.2, 0.2], [0.8, -0.5], [0.3, 0.1], [-0.4, 0.6]]  # rows i, o, u, f_L, f_R; columns left, right
+    b = [0.05, 0.0, 0.1, 1.0, -1.0]
     set_(enc.U, U, b)
     tb, _ = batch_of("(((a) (b)) (c))")
     h = enc(torch.tensor(X, dtype=torch.float64).unsqueeze(1), tb).squeeze(1)
@@ -69,8 +70,8 @@ def test_binary_tree_lstm_on_a_hand_computed_tree():
 
     def inner(left, right):
         g = [U[k][0] * left[0] + U[k][1] * right[0] + b[k] for k in range(5)]
-        c = sig(g[0]) * math.tanh(g[4]) + sig(g[1]) * left[1] + sig(g[2]) * right[1]
-        return sig(g[3]) * math.tanh(c), c
+        c = sig(g[0]) * math.tanh(g[2]) + sig(g[3]) * left[1] + sig(g[4]) * right[1]
+        return sig(g[1]) * math.tanh(c), c
 
     a, bb, c = (leaf(x) for x in X)
     ab = inner(a, bb)
