@@ -97,3 +97,14 @@ def test_recipe_file_and_config_errors(repo):
         load_recipe(repo / "pipelines" / "tree_sentiment.yaml", ["model.encodr=binary"])
     with pytest.raises(ConfigError, match="encoder"):
         load_recipe(repo / "pipelines" / "tree_sentiment.yaml", ["model.encoder=lstm"])
+
+
+def test_docs_examples_run(repo, monkeypatch):
+    import re
+
+    monkeypatch.chdir(repo)
+    doc = repo / "docs" / "trees.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {})
