@@ -273,19 +273,26 @@ class BinaryTreeLSTM(TreeEncoder):
     True
     """
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, hand_backward: bool = True) -> None:
         super().__init__(input_size, hidden_size)
         self.W = nn.Linear(input_size, 3 * hidden_size)  # leaves: i, o, u
         self.U = nn.Linear(2 * hidden_size, 5 * hidden_size)  # inner: i, o, u, f_L, f_R
+        #: Levels through :class:`_BinaryLevels` (hand-written backward pass) rather than autograd.
+        self.hand_backward = hand_backward
 
     def forward(self, x_leaf: Tensor, tree: TreeBatch) -> Tensor:
         self.check(tree)
-        H = self.hidden_size
         i, o, u = self.W(x_leaf).chunk(3, -1)
         c_leaf = torch.sigmoid(i) * torch.tanh(u)
         h_leaf = torch.sigmoid(o) * torch.tanh(c_leaf)
-        h = x_leaf.new_zeros(tree.num_nodes + 1, H).index_copy(0, tree.leaf_nodes, h_leaf)
-        c = x_leaf.new_zeros(tree.num_nodes + 1, H).index_copy(0, tree.leaf_nodes, c_leaf)
+        if self.hand_backward:
+            return _BinaryLevels.apply(h_leaf, c_leaf, self.U.weight, self.U.bias, tree)
+        return self._levels_autograd(h_leaf, c_leaf, tree)
+
+    def _levels_autograd(self, h_leaf: Tensor, c_leaf: Tensor, tree: TreeBatch) -> Tensor:
+        H = self.hidden_size
+        h = h_leaf.new_zeros(tree.num_nodes + 1, H).index_copy(0, tree.leaf_nodes, h_leaf)
+        c = h_leaf.new_zeros(tree.num_nodes + 1, H).index_copy(0, tree.leaf_nodes, c_leaf)
         for level in tree.levels:
             # Interleaved gathers: rows [h_L; h_R] feed U directly, c as (n, 2, H) meets the two
             # forget gates without slicing (each slice would cost a full-size zero in the backward pass).
@@ -309,6 +316,67 @@ class BinaryTreeLSTM(TreeEncoder):
         i, o, u, f_l, f_r = (U_l @ h_l + U_r @ h_r + self.U.bias).split(H)
         c = torch.sigmoid(i) * torch.tanh(u) + torch.sigmoid(f_l) * c_l + torch.sigmoid(f_r) * c_r
         return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class _BinaryLevels(torch.autograd.Function):
+    """The binary Tree-LSTM's inner levels with a hand-written backward pass (backpropagation through structure).
+
+    Autograd over the level loop allocates a full-size zero gradient for every gather of the
+    children's states (four per level); here the backward pass walks the levels top-down,
+    reads each node's accumulated ``dh``/``dc``, and scatter-adds into its children's rows in
+    place. ``U``'s gradient is one product per level. Tests hold it to the node-by-node
+    reference and to ``gradcheck``.
+    """
+
+    @staticmethod
+    def forward(ctx, h_leaf: Tensor, c_leaf: Tensor, weight: Tensor, bias: Tensor, tree: TreeBatch) -> Tensor:
+        H = h_leaf.shape[1]
+        N = tree.num_nodes
+        h = h_leaf.new_zeros(N + 1, H)
+        c = h_leaf.new_zeros(N + 1, H)
+        h.index_copy_(0, tree.leaf_nodes, h_leaf)
+        c.index_copy_(0, tree.leaf_nodes, c_leaf)
+        saved = []
+        for level in tree.levels:
+            x = h[level.lr].view(-1, 2 * H)
+            c_lr = c[level.lr].view(-1, 2, H)
+            gates = torch.addmm(bias, x, weight.t())
+            i, o, f = torch.sigmoid(gates[:, :H]), torch.sigmoid(gates[:, H:2 * H]), torch.sigmoid(gates[:, 3 * H:])
+            u = torch.tanh(gates[:, 2 * H:3 * H])
+            c_new = i * u + (f.view(-1, 2, H) * c_lr).sum(1)
+            tc = torch.tanh(c_new)
+            h.index_copy_(0, level.nodes, o * tc)
+            c.index_copy_(0, level.nodes, c_new)
+            saved.append((x, c_lr, i, o, u, f, tc))
+        ctx.tree, ctx.saved, ctx.H = tree, saved, H
+        ctx.save_for_backward(weight)
+        return h[:N]
+
+    @staticmethod
+    def backward(ctx, grad_h: Tensor):
+        (weight,) = ctx.saved_tensors
+        tree, H = ctx.tree, ctx.H
+        N = tree.num_nodes
+        dh = grad_h.new_zeros(N + 1, H)
+        dh[:N] = grad_h
+        dc = grad_h.new_zeros(N + 1, H)
+        d_weight = torch.zeros_like(weight)
+        d_bias = weight.new_zeros(weight.shape[0])
+        for level, (x, c_lr, i, o, u, f, tc) in zip(reversed(tree.levels), reversed(ctx.saved)):
+            # Parents sit on higher levels, so every node's dh and dc are complete when its level comes.
+            dh_n = dh[level.nodes]
+            dc_n = dc[level.nodes] + dh_n * o * (1 - tc * tc)
+            d_gates = torch.cat([
+                dc_n * u * i * (1 - i),                                           # i
+                dh_n * tc * o * (1 - o),                                          # o
+                dc_n * i * (1 - u * u),                                           # u
+                (dc_n.unsqueeze(1) * c_lr * (f * (1 - f)).view(-1, 2, H)).view(-1, 2 * H),  # f_L, f_R
+            ], 1)
+            d_weight.addmm_(d_gates.t(), x)
+            d_bias += d_gates.sum(0)
+            dh.index_add_(0, level.lr, (d_gates @ weight).view(-1, H))
+            dc.index_add_(0, level.lr, (dc_n.unsqueeze(1) * f.view(-1, 2, H)).view(-1, H))
+        return dh[tree.leaf_nodes], dc[tree.leaf_nodes], d_weight, d_bias, None
 
 
 TREE_ENCODERS = {"recursive": RecursiveEncoder, "childsum": ChildSumTreeLSTM, "binary": BinaryTreeLSTM}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqlab.core.errors import InputError
-from seqlab.nn.trees import BinaryTreeLSTM, ChildSumTreeLSTM, RecursiveEncoder, TreeBatch, naive_encode
+from seqlab.nn.trees import BinaryTreeLSTM, ChildSumTreeLSTM, RecursiveEncoder, TreeBatch, _BinaryLevels, naive_encode
 from seqlab.text.trees import Tree, flatten, parse_ptb
 
 
@@ -113,7 +113,10 @@ def random_tree(rng: random.Random, words: list[str], max_arity: int, unary: flo
     return Tree(None, [node]) if rng.random() < unary else node
 
 
-@pytest.mark.parametrize("cls, max_arity", [(RecursiveEncoder, 2), (BinaryTreeLSTM, 2), (ChildSumTreeLSTM, 4)])
+@pytest.mark.parametrize("cls, max_arity", [
+    (RecursiveEncoder, 2), (BinaryTreeLSTM, 2), (ChildSumTreeLSTM, 4),
+    (lambda i, h: BinaryTreeLSTM(i, h, hand_backward=False), 2),
+])
 def test_level_batched_equals_node_by_node_in_value_and_gradient(cls, max_arity):
     rng = random.Random(7)
     torch.manual_seed(3)
@@ -146,9 +149,17 @@ def test_binary_encoders_refuse_a_node_with_three_children():
         BinaryTreeLSTM(2, 2)(torch.zeros(width, 2), tb)
 
 
-def test_binary_tree_lstm_passes_gradcheck():
+def test_binary_tree_lstm_hand_backward_passes_gradcheck():
     torch.manual_seed(0)
-    tb, width = batch_of("(((a) (b)) ((c) (d) ))")
+    tb, width = batch_of("(((a) (b)) ((c) (d) ))", "(((e)) (f))")
     enc = BinaryTreeLSTM(2, 2).double()
-    x = torch.randn(width, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda v: enc(v, tb), (x,))
+    x = torch.randn(width * 2, 2, dtype=torch.float64, requires_grad=True)
+    weight = enc.U.weight.detach().clone().requires_grad_()
+    bias = enc.U.bias.detach().clone().requires_grad_()
+
+    def levels(v, w, b):
+        i, o, u = enc.W(v[tb.leaf_tokens]).chunk(3, -1)
+        c = torch.sigmoid(i) * torch.tanh(u)
+        return _BinaryLevels.apply(torch.sigmoid(o) * torch.tanh(c), c, w, b, tb)
+
+    assert torch.autograd.gradcheck(levels, (x, weight, bias))
