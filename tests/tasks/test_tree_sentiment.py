@@ -108,3 +108,26 @@ def test_docs_examples_run(repo, monkeypatch):
     assert len(blocks) >= 4
     for block in blocks:
         exec(compile(block, str(doc), "exec"), {})
+
+
+def test_cli_train_eval_predict(repo, tmp_path, capsys, monkeypatch):
+    import json
+
+    from seqlab.cli import main
+
+    monkeypatch.chdir(repo)
+    out = tmp_path / "trees"
+    tiny = ["--set", "train.epochs=2", "--set", "model.hidden_size=8", "--set", "model.embedding_dim=8", "--set", "train.progress=off"]
+    assert main(["train", "pipelines/tree_sentiment.yaml", "--output", str(out), *tiny]) == 0
+    capsys.readouterr()
+    # eval reads the file with the saved recipe's reader (SST-2 mapping: 26 of the 30 dev trees).
+    assert main(["eval", str(out), "corpora/sentiment/trees/dev.txt", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "macro_f1" in metrics
+    assert main(["predict", str(out), "(3 (2 a) (3 (3 charming) (2 film)))", "a dull film", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["prediction"]["label"] in ("negative", "positive") for r in rows] == [True, True]
+    assert main(["predict", str(out), "(3 (2 a) (3 charming)"]) == 2
+    assert "column 22: the bracket opened at column 1 is never closed" in capsys.readouterr().err
+    assert main(["predict", str(out), "(3 (2 a) (3 charming) (2 film))"]) == 2
+    assert "takes at most 2 children per node, but a tree has a node with 3" in capsys.readouterr().err
