@@ -10,7 +10,7 @@ brackets and slashes in words (``-LRB-``, ``-RRB-``, ``\\/``, ``\\*``); :func:`p
 restores them so leaves are ordinary tokens for the vocabulary and embedding stages.
 
 A plain sentence has no parse. :func:`fallback_tree` gives it a *balanced binary tree*
-over its words (split each span at its middle), documented in ``docs/text.md``; it costs
+over its words (split each span at its middle), documented in ``docs/trees.md``; it costs
 accuracy against real parses (the benchmark reports how much).
 
 For the model a tree is flattened to node arrays in post-order (children before their
@@ -226,21 +226,25 @@ def ptb_words(text: str) -> list[str]:
     """
     words: list[str] = []
     for chunk in text.split():
+        if _CLITIC.fullmatch(chunk):  # already split ("it 's"): not a quote before "s"
+            words.append(chunk)
+            continue
         m = _PUNCT.match(chunk)
         lead, core, trail = m.group(1), m.group(2), m.group(3)
-        words.extend(_split_punct(lead))
+        # Straight double quotes become the treebank's `` and '' (the vocabulary knows those).
+        words.extend("``" if p == '"' else p for p in _split_punct(lead))
         clitic = _CLITIC.search(core) if len(core) > 3 or core.lower() == "n't" else None
         if clitic and clitic.start() > 0:
             words.extend([core[: clitic.start()], core[clitic.start():]])
         elif core:
             words.append(core)
-        words.extend(_split_punct(trail))
+        words.extend("''" if p == '"' else p for p in _split_punct(trail))
     return words
 
 
 def _split_punct(chars: str) -> list[str]:
-    # "..." and "!!" stay one token, as in the treebank; other marks one each.
-    return re.findall(r"\.{2,}|[!?]{2,}|.", chars)
+    # "...", "!!", `` and '' stay one token, as in the treebank; other marks one each.
+    return re.findall(r"``|''|\.{2,}|[!?]{2,}|.", chars)
 
 
 def looks_like_tree(text: str) -> bool:

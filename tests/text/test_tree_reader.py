@@ -88,7 +88,9 @@ def test_fallback_trees_and_plain_sentence_splitting():
     assert fallback_tree(["solo"]).to_ptb() == "(solo)"
     with pytest.raises(InputError, match="no words"):
         fallback_tree([])
-    assert ptb_words('"Don\'t" go, it\'s dull!') == ['"', "Do", "n't", '"', "go", ",", "it", "'s", "dull", "!"]
+    assert ptb_words('"Don\'t" go, it\'s dull!') == ["``", "Do", "n't", "''", "go", ",", "it", "'s", "dull", "!"]
+    assert ptb_words("`` Wow ... '' !!") == ["``", "Wow", "...", "''", "!!"]
+    assert ptb_words("it 's not , is n't it") == ["it", "'s", "not", ",", "is", "n't", "it"]  # treebank tokens stay
 
 
 def test_tree_reader_stage_reads_trees_and_plain_sentences():
