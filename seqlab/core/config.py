@@ -31,9 +31,6 @@ def suggest(key: str, valid: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-#: The former private name, kept for code written against it.
-_suggest = suggest
-
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; convert the harmless cases."""

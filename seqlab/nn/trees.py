@@ -400,9 +400,9 @@ def naive_encode(encoder: TreeEncoder, x_leaf: Tensor, tree: TreeBatch) -> Tenso
 
 
 def make_tree_encoder(name: str, input_size: int, hidden_size: int) -> TreeEncoder:
-    from ..core.config import _suggest
+    from ..core.config import suggest
     from ..core.errors import ConfigError
 
     if name not in TREE_ENCODERS:
-        raise ConfigError(f"unknown tree encoder {name!r}{_suggest(name, list(TREE_ENCODERS))}; known: {', '.join(TREE_ENCODERS)}")
+        raise ConfigError(f"unknown tree encoder {name!r}{suggest(name, list(TREE_ENCODERS))}; known: {', '.join(TREE_ENCODERS)}")
     return TREE_ENCODERS[name](input_size, hidden_size)
