@@ -31,9 +31,6 @@ def suggest(key: str, valid: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-#: The former private name, kept for code written against it.
-_suggest = suggest
-
 
 def check_int(value: Any, name: str, where: str, minimum: int = 1) -> int:
     """``value`` if it is an integer (not a bool) of at least ``minimum``, else a ``ConfigError``.

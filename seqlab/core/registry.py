@@ -21,6 +21,8 @@ STAGES: dict[str, str] = {
     "tag_encoder": "seqlab.text.tagged:TagEncoder",
     "sentence_tokenizer": "seqlab.text.tagged:SentenceTokenizer",
     "word2vec": "seqlab.embeddings.word2vec:Word2VecStage",
+    "tree_reader": "seqlab.text.trees:TreeReader",
+    "tree_label_encoder": "seqlab.text.trees:TreeLabelEncoder",
     "audio_loader": "seqlab.audio.io:AudioLoader",
     "mfcc": "seqlab.audio.features:MFCC",
     "log_mel": "seqlab.audio.features:LogMel",
@@ -37,6 +39,7 @@ TASKS: dict[str, str] = {
     "anomaly": "seqlab.tasks.anomaly:AnomalyModel",
     "denoise": "seqlab.tasks.denoise:DenoiseModel",
     "cgan": "seqlab.tasks.cgan:CGANModel",
+    "tree_sentiment": "seqlab.tasks.tree_sentiment:TreeSentimentModel",
 }
 
 #: Each task's recipe dataclass: it has ``datasets()`` → (train, dev) and ``build()`` → Pipeline.
@@ -49,6 +52,7 @@ RECIPES: dict[str, str] = {
     "anomaly": "seqlab.tasks.anomaly:AnomalyRecipe",
     "denoise": "seqlab.tasks.denoise:DenoiseRecipe",
     "cgan": "seqlab.tasks.cgan:CGANRecipe",
+    "tree_sentiment": "seqlab.tasks.tree_sentiment:TreeSentimentRecipe",
 }
 
 
@@ -65,14 +69,6 @@ def stage_class(name: str) -> type:
 
 
 def task_class(name: str) -> type:
-    if name not in TASKS:
-        known = sorted(set(TASKS) | set(RECIPES))
-        if name in RECIPES:
-            raise ConfigError(
-                f"task {name!r} has no Pipeline task model: train it from a recipe (seqlab train pipelines/{name}.yaml) "
-                "and load it with seqlab.load; Pipeline tasks: " + ", ".join(sorted(TASKS))
-            )
-        raise ConfigError(f"unknown task {name!r}{suggest(name, known)}; known: {', '.join(known)}")
     return _resolve(TASKS, name, "task")
 
 

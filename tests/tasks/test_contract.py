@@ -106,6 +106,9 @@ TINY_GENERATIVE: dict[str, Callable[[Path], tuple[dict, list]]] = {
 TINY: dict[str, Callable[[Path], tuple[dict, list]]] = {
     "sentiment": _sentiment, "ner": _ner, "translation": _translation, "speech": _speech, "lm": _lm,
     **TINY_GENERATIVE,
+    "tree_sentiment": lambda out: (_from_yaml("tree_sentiment", out, [
+        "data.limit_train=30", "train.epochs=1", "model.embedding_dim=8", "model.hidden_size=8"]),
+        ["(3 (2 the) (3 (3 charming) (2 film)))", "the ending is not very funny ."]),
 }
 #: Tasks another branch adds; until they are registered here, their entries are skipped.
 PENDING = ("anomaly", "denoise", "cgan")

@@ -1,0 +1,261 @@
+"""Sentiment over parse trees (Stanford Sentiment Treebank): tree encoders vs a sequence BiLSTM.
+
+    python benchmarks/tree_sentiment.py [--budget-min 30] [--threads 1] [--tasks sst2,sst5]
+        [--encoders recursive,childsum,binary,bilstm] [--device cpu|cuda]
+
+For each task (SST-2: binary, neutral sentences dropped; SST-5: fine-grained) and encoder it
+trains on ``sentiment/sst/train.txt`` within ``--budget-min`` minutes of training, selects the
+checkpoint on dev and reports dev accuracy. The tree models classify every node and train on
+every labelled phrase (Tai, Socher & Manning 2015); the BiLSTM baseline is seqlab's sentiment
+task on the same sentences (leaves joined by spaces, root labels only). All models start from
+the same word2vec vectors, trained once on the training sentences' leaves.
+
+Also measured: training throughput (trees/s) of the level-batched binary Tree-LSTM against a
+naive node-by-node evaluation of the same weights on the same batches of training trees, and
+the accuracy cost of the fallback tree for plain sentences (the binary Tree-LSTM, trained on
+parses, evaluated on balanced binary trees over the same dev words, and on the dev sentences
+given as plain text).
+
+Bar (issue #20): SST-2 dev accuracy >= 87.0 with the binary Tree-LSTM within 30 minutes of
+CPU per model; SST-5 beside it; batched >= 20x the naive trees/s. Writes
+``benchmarks/results/tree_sentiment.json``; pipelines go to
+``runs/benchmarks/tree_sentiment_<task>_<encoder>`` (evaluate on test trees with
+``seqlab eval runs/benchmarks/tree_sentiment_sst2_binary test.txt``).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RUNS, corpora_dir, parser, write_results  # noqa: E402
+
+TREE_ENCODERS = ("recursive", "childsum", "binary")
+SCHEMES = {"sst2": "sst2", "sst5": "sst5"}
+
+
+def train_word2vec_file(train_texts: list[str], path: Path, settings: dict) -> int:
+    """word2vec on the training trees' leaves (lower-cased), written in word2vec text format."""
+    from seqlab.embeddings.word2vec import Word2VecConfig, train_word2vec
+    from seqlab.text.trees import flatten, parse_ptb
+
+    sentences = [flatten(parse_ptb(t), lowercase=True)["tokens"] for t in train_texts]
+    kv = train_word2vec(sentences, Word2VecConfig(**settings))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kv.save_word2vec_format(str(path))
+    return len(kv)
+
+
+def leaves_text(texts: list[str]) -> list[str]:
+    from seqlab.text.trees import parse_ptb
+
+    return [" ".join(parse_ptb(t).leaves()) for t in texts]
+
+
+def balanced_texts(texts: list[str]) -> list[str]:
+    """The same words under the balanced fallback tree, as unlabelled bracketing."""
+    from seqlab.text.trees import fallback_tree, parse_ptb
+
+    return [fallback_tree(parse_ptb(t).leaves()).to_ptb() for t in texts]
+
+
+def write_tsv(path: Path, texts: list[str], labels: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ["sentence\tlabel"] + [f"{t.replace(chr(9), ' ')}\t{label}" for t, label in zip(texts, labels)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def measure_throughput(pipe, train: dict, trees: int, batch_size: int, repeats: int = 2) -> dict:
+    """Training trees/s, level-batched vs node by node, with the same weights on the same batches.
+
+    ``step``: a whole training step (embedding, encoder, per-node loss, backward, the Trainer's
+    fused Adam); ``encoder``: the tree encoder's forward and backward alone (what batching
+    changes). Passes alternate between the two paths and the fastest pass of each counts,
+    which damps the noise of a shared machine. Also returns the largest difference of the
+    per-batch losses of the two paths on their first pass (they start from the same weights).
+    """
+    import copy
+
+    import torch
+
+    from seqlab.data.collate import pad_collate
+    from seqlab.nn.trees import TreeBatch, naive_encode
+
+    columns = pipe.preprocess({"text": train["text"][:trees], "label": train["label"][:trees]})
+    pads = pipe.model.pad_values(training=True)
+    batches = [pad_collate({c: columns[c][i:i + batch_size] for c in pads}, pads) for i in range(0, trees, batch_size)]
+    count = sum(int(b["input_ids"].shape[0]) for b in batches)
+
+    def encode(model, batch, naive):
+        ids = batch["input_ids"]
+        tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
+        x = model.dropout(model.embedding(ids.reshape(-1)[tree.leaf_tokens]))
+        return (naive_encode(model.encoder, x, tree) if naive else model.encoder(x, tree)), tree
+
+    def loss_of(model, batch, naive):
+        states, tree = encode(model, batch, naive)
+        logits = model.head(model.dropout(states))
+        flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
+        return torch.nn.functional.cross_entropy(logits, batch["node_label_ids"].reshape(-1)[flat], ignore_index=-1)
+
+    models, optimizers, losses = {}, {}, {}
+    for naive in (False, True):
+        model = copy.deepcopy(pipe.model).cpu().train()
+        model.dropout.p = 0.0  # the same function on both paths
+        models[naive] = model
+        optimizers[naive] = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the Trainer makes it
+        with torch.no_grad():
+            loss_of(model, batches[0], naive)  # warm-up
+    best = {("step", False): float("inf"), ("step", True): float("inf"),
+            ("encoder", False): float("inf"), ("encoder", True): float("inf")}
+    with torch.no_grad():
+        inputs = []
+        for batch in batches:
+            ids = batch["input_ids"]
+            tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
+            inputs.append((models[False].embedding(ids.reshape(-1)[tree.leaf_tokens]), tree))
+    for rep in range(repeats):
+        for naive in (False, True):
+            model, optimizer = models[naive], optimizers[naive]
+            start, seen = time.perf_counter(), []
+            for batch in batches:
+                optimizer.zero_grad()
+                loss = loss_of(model, batch, naive)
+                loss.backward()
+                optimizer.step()
+                seen.append(loss.item())
+            best["step", naive] = min(best["step", naive], time.perf_counter() - start)
+            if rep == 0:
+                losses[naive] = seen
+            encoder = models[False].encoder
+            start = time.perf_counter()
+            for x, tree in inputs:
+                x = x.detach().requires_grad_()
+                states = naive_encode(encoder, x, tree) if naive else encoder(x, tree)
+                states.sum().backward()
+            best["encoder", naive] = min(best["encoder", naive], time.perf_counter() - start)
+    gap = max(abs(a - b) for a, b in zip(losses[False], losses[True]))
+    rate = {key: count / seconds for key, seconds in best.items()}
+    return {"batched": rate["step", False], "naive": rate["step", True],
+            "encoder_batched": rate["encoder", False], "encoder_naive": rate["encoder", True], "loss_gap": gap}
+
+
+def main() -> None:
+    p = parser("Tree sentiment (SST) benchmark", budget_min=30)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--tasks", default="sst2,sst5", help="comma-separated: sst2, sst5")
+    p.add_argument("--encoders", default="recursive,childsum,binary,bilstm", help="comma-separated: recursive, childsum, binary, bilstm")
+    p.add_argument("--limit-train", type=int, default=None, help="use the first N training trees (smoke runs)")
+    p.add_argument("--speed-trees", type=int, default=200, help="training trees timed for batched vs naive trees/s (0: skip)")
+    args = p.parse_args()
+    tasks = [t for t in args.tasks.split(",") if t]
+    encoders = [e for e in args.encoders.split(",") if e]
+    for t in tasks:
+        if t not in SCHEMES:
+            sys.exit(f"unknown task {t!r}; use sst2 and/or sst5")
+    for e in encoders:
+        if e not in (*TREE_ENCODERS, "bilstm"):
+            sys.exit(f"unknown encoder {e!r}; use recursive, childsum, binary, bilstm")
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from seqlab.recipe import load_recipe, run_recipe
+    from seqlab.text.trees import read_sentiment_trees
+
+    start = time.perf_counter()
+    sst = corpora_dir() / "sentiment" / "sst"
+    budget_s = args.budget_min * 60
+    w2v_settings = {"algorithm": "skipgram", "dim": 300, "window": 5, "min_count": 1, "epochs": 15, "workers": 1, "seed": 1}
+    w2v_path = RUNS / "tree_sentiment_data" / "word2vec_sst_train_leaves.txt"
+    all_train = read_sentiment_trees(sst / "train.txt", "sst5")
+    t0 = time.perf_counter()
+    w2v_words = train_word2vec_file(all_train["text"][: args.limit_train], w2v_path, w2v_settings)
+    print(f"word2vec: {w2v_words} words, {time.perf_counter() - t0:.0f} s → {w2v_path}")
+    train_cfg = {"epochs": 30, "batch_size": 25, "optimizer": "adam", "lr": 2e-3, "clip_norm": 5.0,
+                 "time_budget_s": budget_s, "eval_every_steps": 100, "seed": 1}
+    tree_model = {"embedding_dim": 300, "hidden_size": 150, "dropout": 0.5, "node_loss": True}
+    bilstm_model = {"embedding_dim": 300, "encoder": "bilstm", "hidden_size": 150, "pooling": "max", "dropout": 0.5}
+    metrics: dict = {}
+    settings: dict = {"word2vec": {**w2v_settings, "corpus": "SST train leaves (lower-cased)", "words": w2v_words},
+                      "train": train_cfg, "tree_model": tree_model, "bilstm_model": bilstm_model, "runs": {}}
+    speed_pipe = None
+    for task in tasks:
+        scheme = SCHEMES[task]
+        data = {"train": str(sst / "train.txt"), "dev": str(sst / "dev.txt"), "limit_train": args.limit_train}
+        for encoder in encoders:
+            name = f"tree_sentiment_{task}_{encoder}"
+            output = RUNS / name
+            print(f"\n== {task} / {encoder} (budget {args.budget_min} min) ==", flush=True)
+            if encoder == "bilstm":
+                train = read_sentiment_trees(sst / "train.txt", scheme)
+                dev = read_sentiment_trees(sst / "dev.txt", scheme)
+                folder = RUNS / "tree_sentiment_data"
+                train_texts = train["text"][: args.limit_train] if args.limit_train else train["text"]
+                write_tsv(folder / f"{task}_train.tsv", leaves_text(train_texts), train["label"][: len(train_texts)])
+                write_tsv(folder / f"{task}_dev.tsv", leaves_text(dev["text"]), dev["label"])
+                recipe = load_recipe(data={
+                    "task": "sentiment",
+                    "data": {"train": str(folder / f"{task}_train.tsv"), "dev": str(folder / f"{task}_dev.tsv")},
+                    "tokenizer": {"lowercase": True, "split": "whitespace"},
+                    "word2vec": {"pretrained": str(w2v_path), "dim": 300},
+                    "model": bilstm_model, "train": train_cfg, "output": str(output), "device": args.device,
+                    "examples": ["a gorgeous , witty film", "a dull , lifeless mess"],
+                })
+            else:
+                recipe = load_recipe(data={
+                    "task": "tree_sentiment", "data": data,
+                    "reader": {"label_scheme": scheme, "lowercase": True, "fallback": "balanced"},
+                    "word2vec": {"pretrained": str(w2v_path), "dim": 300},
+                    "model": {**tree_model, "encoder": encoder}, "train": train_cfg, "output": str(output),
+                    "device": args.device, "examples": ["(3 (2 a) (3 (3 gorgeous) (2 film)))", "a dull , lifeless mess"],
+                })
+            summary = run_recipe(recipe)
+            pipe = summary["pipeline"]
+            accuracy = summary["dev"]["accuracy"]
+            metrics[f"{task}_dev_accuracy_{encoder}"] = round(accuracy, 4)
+            settings["runs"][name] = {k: summary[k] for k in ("epochs_run", "steps", "train_tokens_per_s", "stopped_by", "wall_s")}
+            if encoder == "binary":
+                _, dev = recipe.datasets()
+                balanced = pipe.evaluate({"text": balanced_texts(dev["text"]), "label": dev["label"]})["accuracy"]
+                plain = pipe.evaluate({"text": leaves_text(dev["text"]), "label": dev["label"]})["accuracy"]
+                metrics[f"{task}_dev_accuracy_binary_balanced_tree"] = round(balanced, 4)
+                metrics[f"{task}_dev_accuracy_binary_plain_text"] = round(plain, 4)
+                print(f"{task} binary Tree-LSTM dev accuracy: parses {accuracy:.4f}, balanced trees {balanced:.4f}, "
+                      f"plain text {plain:.4f}", flush=True)
+                if speed_pipe is None:
+                    speed_pipe = (pipe, recipe)
+    if args.speed_trees and speed_pipe is not None:
+        pipe, recipe = speed_pipe
+        train, _ = recipe.datasets()
+        speed = measure_throughput(pipe, train.to_dict(), args.speed_trees, train_cfg["batch_size"])
+        metrics["trees_per_s_batched"] = round(speed["batched"], 1)
+        metrics["trees_per_s_naive"] = round(speed["naive"], 1)
+        metrics["batched_speedup"] = round(speed["batched"] / speed["naive"], 1)
+        metrics["encoder_trees_per_s_batched"] = round(speed["encoder_batched"], 1)
+        metrics["encoder_trees_per_s_naive"] = round(speed["encoder_naive"], 1)
+        metrics["encoder_batched_speedup"] = round(speed["encoder_batched"] / speed["encoder_naive"], 1)
+        settings["throughput"] = {
+            "trees": args.speed_trees, "batch_size": train_cfg["batch_size"], "encoder": "binary",
+            "trees_per_s": "whole training step: embedding, encoder, per-node loss, backward, fused Adam; dropout off",
+            "encoder_trees_per_s": "the tree encoder's forward + backward alone",
+            "timing": "fastest of 2 alternating passes per path", "max_loss_difference": speed["loss_gap"],
+        }
+        print(f"throughput (training step): batched {speed['batched']:.1f} trees/s, naive {speed['naive']:.1f} trees/s "
+              f"({speed['batched'] / speed['naive']:.1f}x); encoder alone: {speed['encoder_batched']:.1f} vs "
+              f"{speed['encoder_naive']:.1f} trees/s ({speed['encoder_batched'] / speed['encoder_naive']:.1f}x); "
+              f"loss difference {speed['loss_gap']:.2e}", flush=True)
+    if "sst2_dev_accuracy_binary" in metrics:
+        metrics["target_sst2_dev_accuracy_binary"] = 0.87
+        metrics["target_met"] = metrics["sst2_dev_accuracy_binary"] >= 0.87
+    device = pipe.device if tasks and encoders else torch.device("cpu")
+    settings.update({"tasks": tasks, "encoders": encoders, "limit_train": args.limit_train,
+                     "torch_threads": torch.get_num_threads(), "budget_min_per_model": args.budget_min})
+    write_results("tree_sentiment", metrics, settings, budget_s, time.perf_counter() - start, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Sentiment over parse trees: words → embedding → tree encoder → a softmax at every node.
+
+As Tai, Socher & Manning (2015, "Improved semantic representations from tree-structured
+LSTM networks") train on the Stanford Sentiment Treebank: each node's state is classified,
+the loss covers every labelled node (``node_loss: true``) or the root only, and the
+sentence's label is the root's. Encoders: the recursive network (Socher et al., 2011), the
+child-sum and the binary Tree-LSTM (``seqlab.nn.trees``), batched level by level.
+
+Input at prediction time is a PTB-bracketed tree (text that starts with ``(`` and whose first
+bracket closes at its end: ``seqlab.text.trees.looks_like_tree``; labels in it are ignored) or a plain sentence, which gets a balanced binary tree over its words
+(``seqlab.text.trees.fallback_tree``). ``pipe(text, return_phrases=True)`` adds the label of
+every phrase (every node), and the tree with the predicted labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..core.errors import ConfigError, DataError, InputError
+from ..core.options import Option
+from ..core.task import TaskModel
+from ..data.splits import FileRecipe, first_rows
+from ..embeddings.word2vec import Word2VecConfig
+from ..text.trees import TreeReaderConfig
+from ..text.vocab import VocabularyStageConfig
+from ..train.config import TrainConfig
+
+ENCODERS = ("recursive", "childsum", "binary")
+
+
+@dataclass
+class TreeSentimentConfig:
+    """Model settings; ``vocab_size``, ``pad_id`` and ``labels`` come from the fitted stages."""
+
+    embedding_dim: int = 100
+    encoder: Literal["recursive", "childsum", "binary"] = "binary"
+    hidden_size: int = 150
+    #: Dropout on the word vectors and on the node states before the classifier.
+    dropout: float = 0.5
+    #: Train on every labelled node (Tai et al.); false: on the root only.
+    node_loss: bool = True
+    #: Freeze pretrained embeddings (word2vec) instead of fine-tuning them.
+    freeze_embeddings: bool = False
+    vocab_size: int = 0
+    pad_id: int = 0
+    labels: list[str] = field(default_factory=list)
+
+    def validate(self, where: str = "model") -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{where}.dropout must be in [0, 1), got {self.dropout}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"{where}.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        for name in ("embedding_dim", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def _phrase_texts(tokens: list[str], parents: list[int], node_token: list[int]) -> list[str]:
+    """The words under each node (post-order: children are complete before their parent)."""
+    spans: list[list[str]] = [[] for _ in parents]
+    for i, (p, t) in enumerate(zip(parents, node_token)):
+        if t >= 0:
+            spans[i] = [tokens[t]]
+        if p >= 0:
+            spans[p].extend(spans[i])
+    return [" ".join(s) for s in spans]
+
+
+def _labelled_tree(tokens: list[str], parents: list[int], node_token: list[int], labels: list[str]) -> str:
+    """PTB bracketing of the tree with ``labels`` (one per node) as node labels."""
+    parts: list[list[str]] = [[] for _ in parents]
+    text = [""] * len(parents)
+    for i, (p, t) in enumerate(zip(parents, node_token)):
+        inside = tokens[t] if t >= 0 else " ".join(parts[i])
+        text[i] = f"({labels[i]} {inside})"
+        if p >= 0:
+            parts[p].append(text[i])
+    return text[-1]
+
+
+class TreeSentimentModel(TaskModel):
+    """Tree classifier; ``decode`` gives ``{"label", "score", "scores"}`` (+ ``"phrases"``, ``"tree"``).
+
+    >>> cfg = TreeSentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"])
+    >>> model = TreeSentimentModel(cfg).eval()
+    >>> batch = {"input_ids": torch.tensor([[4, 5]]), "input_ids_lengths": torch.tensor([2]),
+    ...          "node_parent": torch.tensor([[2, 2, -1]]), "node_parent_lengths": torch.tensor([3]),
+    ...          "node_token": torch.tensor([[0, 1, -1]]), "node_token_lengths": torch.tensor([3])}
+    >>> sorted(model.decode(batch)[0]["scores"])
+    ['neg', 'pos']
+    """
+
+    task = "tree_sentiment"
+    Config = TreeSentimentConfig
+    options = {
+        "return_phrases": Option(bool, False, "add every phrase's label and score, and the labelled tree"),
+    }
+    input_column = "text"
+    target_columns = ("label",)
+    selection_metric = "accuracy"
+    selection_mode = "max"
+
+    def __init__(self, config: TreeSentimentConfig) -> None:
+        super().__init__(config)
+        config.validate()
+        if config.vocab_size < 1 or len(config.labels) < 2:
+            raise ConfigError(
+                f"tree sentiment model needs vocab_size >= 1 and >= 2 labels (got {config.vocab_size}, {config.labels}); "
+                "build it with Pipeline.fit or TreeSentimentModel.from_stages"
+            )
+        from ..nn.trees import make_tree_encoder
+
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+        from ..nn.dropout import Dropout
+
+        self.dropout = Dropout(config.dropout)
+        self.encoder = make_tree_encoder(config.encoder, config.embedding_dim, config.hidden_size)
+        self.head = nn.Linear(self.encoder.output_size, len(config.labels))
+
+    @classmethod
+    def configure(cls, config: TreeSentimentConfig, stages: list) -> TreeSentimentConfig:
+        vocab = next((s for s in stages if hasattr(s, "vocab")), None)
+        labels = next((s for s in stages if hasattr(s, "labels") and s.training_only), None)
+        if vocab is None or labels is None:
+            raise ConfigError("the tree sentiment pipeline needs a vocabulary stage and a tree_label_encoder stage")
+        return dataclasses.replace(config, vocab_size=len(vocab.vocab), pad_id=vocab.vocab.pad_id, labels=list(labels.labels))
+
+    def initialize(self, stages: list) -> None:
+        pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
+        if pretrained is not None:
+            from ..embeddings.word2vec import copy_into_embedding
+
+            vocab = next(s for s in stages if hasattr(s, "vocab"))
+            copy_into_embedding(self.embedding, pretrained.embedding_matrix(vocab.vocab), self.config.freeze_embeddings)
+
+    def pad_values(self, training: bool) -> dict[str, Any]:
+        # input_ids first: it is the length column, so tokens/s counts words, not nodes.
+        pads: dict[str, Any] = {"input_ids": self.config.pad_id, "node_parent": -1, "node_token": -1}
+        if training:
+            pads["labels"] = None
+            pads["node_label_ids"] = -1
+        return pads
+
+    def check_input(self, value: Any, index: int) -> Any:
+        value = super().check_input(value, index)
+        from ..text.trees import looks_like_tree, parse_ptb
+
+        if looks_like_tree(value):
+            try:
+                parse_ptb(value, f"input {index}")
+            except DataError as err:
+                raise InputError(str(err)) from None
+        return value
+
+    # -- the network ---------------------------------------------------------------------
+    def node_logits(self, batch: dict[str, torch.Tensor]):
+        """Logits of every node ``(num_nodes, labels)`` and the :class:`TreeBatch`."""
+        from ..nn.trees import TreeBatch
+
+        ids = batch["input_ids"]
+        tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
+        # Dropout after picking the leaves: padding positions need no mask.
+        x = self.dropout(self.embedding(ids.reshape(-1)[tree.leaf_tokens]))
+        states = self.encoder(x, tree)
+        return self.head(self.dropout(states)), tree
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits, tree = self.node_logits(batch)
+        if self.config.node_loss:
+            from ..nn.trees import TreeBatch
+
+            flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
+            targets = batch["node_label_ids"].reshape(-1)[flat]
+            return nn.functional.cross_entropy(logits.float(), targets, ignore_index=-1)
+        return nn.functional.cross_entropy(logits[tree.roots].float(), batch["labels"])
+
+    @torch.no_grad()
+    def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
+        options = options if options is not None else self.parse_options({})
+        raw = batch.get("_raw") or {}
+        phrases = options.return_phrases
+        logits, tree = self.node_logits(batch)
+        probs = logits.float().softmax(-1).cpu()
+        labels = self.config.labels
+        best_score, best = probs.max(-1)
+        best_score, best = best_score.tolist(), best.tolist()
+        roots = tree.roots.tolist()
+        outputs = []
+        for b, root in enumerate(roots):
+            row = probs[root].tolist()
+            out: dict[str, Any] = {"label": labels[best[root]], "score": best_score[root], "scores": dict(zip(labels, row))}
+            if phrases:
+                out.update(self._phrases(batch, raw, b, best, best_score))
+            outputs.append(out)
+        return outputs
+
+    def _phrases(self, batch: dict[str, Any], raw: dict[str, list], b: int, best: list, score: list) -> dict[str, Any]:
+        n = int(batch["node_parent_lengths"][b])
+        start = int(batch["node_parent_lengths"][:b].sum())  # the tree's first node in the flat arrays
+        parents = batch["node_parent"][b, :n].tolist()
+        node_token = batch["node_token"][b, :n].tolist()
+        tokens = raw["tokens"][b] if "tokens" in raw else [str(t) for t in batch["input_ids"][b].tolist()]
+        names = [self.config.labels[best[start + i]] for i in range(n)]
+        texts = _phrase_texts(tokens, parents, node_token)
+        return {
+            "phrases": [{"text": texts[i], "label": names[i], "score": score[start + i]} for i in range(n)],
+            "tree": _labelled_tree(tokens, parents, node_token, names),
+        }
+
+    def metrics(self, outputs: list[dict[str, Any]], references: dict[str, list]) -> dict[str, float]:
+        from ..metrics.classification import accuracy, macro_f1
+
+        gold = [str(v) for v in references["label"]]
+        predicted = [o["label"] for o in outputs]
+        return {"accuracy": accuracy(gold, predicted), "macro_f1": macro_f1(gold, predicted)}
+
+    def format_output(self, output: dict[str, Any]) -> str:
+        """``label (score)``, then the tree with each phrase's label when it was asked for."""
+        line = f"{output['label']} ({output['score']:.3f})"
+        if "tree" in output:
+            line += "\n" + output["tree"]
+        return line
+
+
+# -- recipe ---------------------------------------------------------------------------------
+@dataclass
+class TreeSentimentData:
+    """Where the trees are: one PTB-bracketed tree per line, a label on (at least) the root."""
+
+    train: str = "corpora/sentiment/trees/train.txt"
+    dev: str | None = "corpora/sentiment/trees/dev.txt"
+    #: Use only the first N training trees (None: all).
+    limit_train: int | None = None
+
+
+@dataclass
+class TreeSentimentRecipe(FileRecipe):
+    """``pipelines/tree_sentiment.yaml`` maps onto this."""
+
+    task: str = "tree_sentiment"
+    data: TreeSentimentData = field(default_factory=TreeSentimentData)
+    reader: TreeReaderConfig = field(default_factory=lambda: TreeReaderConfig(label_scheme="sst2", lowercase=True))
+    vocabulary: VocabularyStageConfig = field(default_factory=VocabularyStageConfig)
+    #: Optional word2vec stage settings (None: embeddings learned from scratch).
+    word2vec: Word2VecConfig | None = None
+    model: TreeSentimentConfig = field(default_factory=TreeSentimentConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=25, lr=2e-3))
+    output: str = "runs/tree_sentiment"
+    device: str = "auto"
+    #: Inputs to predict after training: a bracketed tree, or a plain sentence (balanced fallback tree).
+    examples: list[str] = field(default_factory=lambda: ["(3 (2 a) (3 (3 great) (2 film)))", "a dull mess"])
+
+    def read(self, path: str, limit: int | None = None):
+        """A tree file as a Dataset with columns ``text`` (the bracketing) and ``label`` (the root's)."""
+        import datasets
+
+        from ..data.paths import resolve_path
+        from ..text.trees import read_sentiment_trees
+
+        ds = datasets.Dataset.from_dict(read_sentiment_trees(resolve_path(path), self.reader.label_scheme))
+        return first_rows(ds, limit)
+
+    def build(self):
+        from ..pipeline import Pipeline
+        from ..text.trees import TreeLabelEncoder, TreeReader
+        from ..text.vocab import VocabularyStage
+
+        stages = [TreeReader(self.reader), VocabularyStage(self.vocabulary)]
+        if self.word2vec is not None:
+            from ..embeddings.word2vec import Word2VecStage
+
+            stages.append(Word2VecStage(self.word2vec))
+        stages.append(TreeLabelEncoder())
+        return Pipeline(stages, TreeSentimentModel, self.model, device=self.device)

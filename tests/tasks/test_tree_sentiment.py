@@ -1,0 +1,133 @@
+import pytest
+import torch
+
+import seqlab
+from seqlab.core.errors import ConfigError, InputError
+from seqlab.recipe import load_recipe
+
+TINY = {"epochs": 20, "batch_size": 8, "lr": 0.01, "progress": "off", "seed": 1}
+
+
+def fit(repo, scheme="sst2", train=TINY, **model):
+    recipe = load_recipe(data={
+        "task": "tree_sentiment",
+        "data": {"train": str(repo / "corpora/sentiment/trees/train.txt"), "dev": str(repo / "corpora/sentiment/trees/dev.txt")},
+        "reader": {"label_scheme": scheme, "lowercase": True},
+        "model": {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0, **model},
+        "device": "cpu",
+    })
+    pipe = recipe.build()
+    train_ds, dev_ds = recipe.datasets()
+    pipe.fit(train_ds, dev_ds, train)
+    return pipe, dev_ds
+
+
+@pytest.mark.parametrize("encoder", ["binary", "childsum", "recursive"])
+def test_each_tree_encoder_learns_the_tiny_treebank(repo, encoder):
+    pipe, dev = fit(repo, encoder=encoder)
+    assert pipe.evaluate(dev)["accuracy"] >= 0.85
+
+
+def test_save_load_predict_trees_plain_sentences_and_phrases(repo, tmp_path):
+    pipe, _ = fit(repo, scheme="sst5")
+    assert pipe.model.config.labels == ["0", "1", "2", "3", "4"]
+    pipe.save(tmp_path / "m")
+    loaded = seqlab.load(tmp_path / "m", device="cpu")
+    inputs = ["(4 (2 the) (4 (4 superb) (2 story)))", "the story is not dull ."]
+    assert loaded(inputs) == pipe(inputs)
+    tree_out = loaded(inputs[0])
+    assert tree_out["label"] in ("3", "4") and "phrases" not in tree_out  # labels inside the input are ignored
+    assert loaded("(0 (2 the) (0 (0 superb) (2 story)))")["label"] == tree_out["label"]
+
+    with_phrases = loaded(inputs[1], return_phrases=True)
+    assert {k: with_phrases[k] for k in ("label", "score", "scores")} == loaded(inputs[1])
+    # Balanced fallback tree over 6 words: ((the story is) (not dull .)), post-order.
+    texts = [p["text"] for p in with_phrases["phrases"]]
+    assert texts == ["the", "story", "is", "story is", "the story is", "not", "dull", ".", "dull .", "not dull .",
+                     "the story is not dull ."]
+    assert with_phrases["phrases"][-1]["label"] == with_phrases["label"]
+    labels = [p["label"] for p in with_phrases["phrases"]]
+    assert with_phrases["tree"] == (
+        f"({labels[10]} ({labels[4]} ({labels[0]} the) ({labels[3]} ({labels[1]} story) ({labels[2]} is))) "
+        f"({labels[9]} ({labels[5]} not) ({labels[8]} ({labels[6]} dull) ({labels[7]} .))))"
+    )
+    assert loaded.model.format_output(with_phrases) == f"{with_phrases['label']} ({with_phrases['score']:.3f})\n{with_phrases['tree']}"
+    assert loaded.model.format_output(tree_out) == f"{tree_out['label']} ({tree_out['score']:.3f})"
+    # The model learned composition on phrases: "superb" alone is positive.
+    words = {p["text"]: p["label"] for p in loaded(inputs[0], return_phrases=True)["phrases"]}
+    assert words["superb"] in ("3", "4") and words["superb story"] in ("3", "4")
+
+
+def test_bad_inputs_are_input_errors(repo):
+    pipe, _ = fit(repo, train={**TINY, "epochs": 1})
+    with pytest.raises(InputError, match=r"input 1: line 1, column 15: the bracket opened at column 1 is never closed"):
+        pipe(["a film", "(3 (2 a) (3 b)"])
+    with pytest.raises(InputError, match="return_phrases"):
+        pipe("a film", return_phrases="yes")
+    with pytest.raises(InputError, match="empty"):
+        pipe("  ")
+    # A sentence that merely starts with a bracket is a sentence, not a broken tree.
+    assert pipe("( the film ) is dull .", return_phrases=True)["phrases"][0]["text"] == "("
+
+
+def test_root_only_loss_and_word2vec_initialisation(repo):
+    from seqlab.tasks.tree_sentiment import TreeSentimentRecipe
+
+    recipe = load_recipe(data={
+        "task": "tree_sentiment",
+        "data": {"train": str(repo / "corpora/sentiment/trees/train.txt"), "dev": None},
+        "word2vec": {"dim": 16, "epochs": 2, "min_count": 1},
+        "model": {"embedding_dim": 16, "hidden_size": 8, "node_loss": False, "freeze_embeddings": True},
+        "device": "cpu",
+    })
+    assert isinstance(recipe, TreeSentimentRecipe)
+    pipe = recipe.build()
+    train, _ = recipe.datasets()
+    result = pipe.fit(train, None, {**TINY, "epochs": 3})
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    w2v, vocab = pipe.stages[2], pipe.stages[1].vocab
+    row = pipe.model.embedding.weight[vocab.token_to_id("dull")]
+    assert torch.allclose(row, torch.tensor(w2v.vectors["dull"]), atol=1e-6)
+
+
+def test_recipe_file_and_config_errors(repo):
+    recipe = load_recipe(repo / "pipelines" / "tree_sentiment.yaml", ["train.epochs=2"])
+    assert recipe.train.epochs == 2 and recipe.model.encoder == "binary" and recipe.reader.label_scheme == "sst2"
+    with pytest.raises(ConfigError, match="unknown key 'encodr'"):
+        load_recipe(repo / "pipelines" / "tree_sentiment.yaml", ["model.encodr=binary"])
+    with pytest.raises(ConfigError, match="encoder"):
+        load_recipe(repo / "pipelines" / "tree_sentiment.yaml", ["model.encoder=lstm"])
+
+
+def test_docs_examples_run(repo, monkeypatch):
+    import re
+
+    monkeypatch.chdir(repo)
+    doc = repo / "docs" / "trees.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {})
+
+
+def test_cli_train_eval_predict(repo, tmp_path, capsys, monkeypatch):
+    import json
+
+    from seqlab.cli import main
+
+    monkeypatch.chdir(repo)
+    out = tmp_path / "trees"
+    tiny = ["--set", "train.epochs=2", "--set", "model.hidden_size=8", "--set", "model.embedding_dim=8", "--set", "train.progress=off"]
+    assert main(["train", "pipelines/tree_sentiment.yaml", "--output", str(out), *tiny]) == 0
+    capsys.readouterr()
+    # eval reads the file with the saved recipe's reader (SST-2 mapping: 26 of the 30 dev trees).
+    assert main(["eval", str(out), "corpora/sentiment/trees/dev.txt", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "macro_f1" in metrics
+    assert main(["predict", str(out), "(3 (2 a) (3 (3 charming) (2 film)))", "a dull film", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["prediction"]["label"] in ("negative", "positive") for r in rows] == [True, True]
+    assert main(["predict", str(out), "(3 (2 a) (3 charming)"]) == 2
+    assert "column 22: the bracket opened at column 1 is never closed" in capsys.readouterr().err
+    assert main(["predict", str(out), "(3 (2 a) (3 charming) (2 film))"]) == 2
+    assert "takes at most 2 children per node, but a tree has a node with 3" in capsys.readouterr().err
