@@ -312,6 +312,25 @@ def copy_into_embedding(embedding: nn.Embedding, matrix: torch.Tensor, freeze: b
     embedding.weight.requires_grad_(not freeze)
 
 
+def copy_pretrained_vectors(embedding: nn.Embedding, stages: list, freeze: bool = False) -> bool:
+    """When ``stages`` hold a fitted word2vec stage, copy its vectors into ``embedding``; whether they did.
+
+    Row ``i`` gets the vector of the vocabulary stage's word ``i`` (``copy_into_embedding``); a
+    pipeline without a word2vec stage leaves the embedding as initialised.
+    """
+    pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
+    if pretrained is None:
+        return False
+    vocab = next(s for s in stages if hasattr(s, "vocab"))
+    copy_into_embedding(embedding, pretrained.embedding_matrix(vocab.vocab), freeze)
+    return True
+
+
+def optional_word2vec_stage(config: "Word2VecConfig | None") -> list:
+    """``[Word2VecStage(config)]``, or ``[]`` when ``config`` is None (embeddings learned from scratch)."""
+    return [] if config is None else [Word2VecStage(config)]
+
+
 def pretrained_embedding(matrix: torch.Tensor, freeze: bool = False, padding_idx: int | None = 0) -> nn.Embedding:
     """``nn.Embedding`` initialised from ``matrix``; ``freeze`` keeps it fixed, else it is fine-tuned.
 

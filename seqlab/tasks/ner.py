@@ -592,14 +592,12 @@ class NERRecipe(FileRecipe):
         return ds
 
     def build(self):
+        from ..embeddings.word2vec import optional_word2vec_stage
         from ..pipeline import Pipeline
         from ..text.vocab import VocabularyStage
 
         stages: list[Stage] = [SentenceTokenizer(), VocabularyStage(self.vocabulary)]
-        if self.word2vec is not None:
-            from ..embeddings.word2vec import Word2VecStage
-
-            stages.append(Word2VecStage(self.word2vec))
+        stages.extend(optional_word2vec_stage(self.word2vec))
         stages.append(TagEncoder(scheme=self.data.scheme, target=self.scheme))
         return Pipeline(stages, NERModel, self.model, device=self.device)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from torch import nn
 from ..core.errors import ConfigError
 from ..core.task import TaskModel
 from ..data.splits import FileRecipe, first_rows
-from ..embeddings.word2vec import Word2VecConfig
+from ..embeddings.word2vec import Word2VecConfig, copy_pretrained_vectors, optional_word2vec_stage
 from ..text.tokenizers import WordTokenizerConfig
 from ..text.vocab import VocabularyStageConfig
 from ..train.config import TrainConfig
@@ -52,7 +52,31 @@ class SentimentConfig:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
 
 
-class SentimentModel(TaskModel):
+
+class WordClassifier(TaskModel):
+    """A sentence classifier over word ids (sentiment, tree_sentiment): what its stages give it.
+
+    ``configure`` fills ``vocab_size``, ``pad_id`` and ``labels`` in from the fitted vocabulary
+    and label stages (a ``ConfigError`` saying ``missing_stages`` when either is absent);
+    ``initialize`` copies a word2vec stage's vectors into ``self.embedding``.
+    """
+
+    #: The ``ConfigError`` message when the pipeline lacks the vocabulary or the label stage.
+    missing_stages: ClassVar[str] = "the pipeline needs a vocabulary stage and a label stage"
+
+    @classmethod
+    def configure(cls, config: Any, stages: list) -> Any:
+        vocab = next((s for s in stages if hasattr(s, "vocab")), None)
+        labels = next((s for s in stages if hasattr(s, "labels") and s.training_only), None)
+        if vocab is None or labels is None:
+            raise ConfigError(cls.missing_stages)
+        return dataclasses.replace(config, vocab_size=len(vocab.vocab), pad_id=vocab.vocab.pad_id, labels=list(labels.labels))
+
+    def initialize(self, stages: list) -> None:
+        copy_pretrained_vectors(self.embedding, stages, self.config.freeze_embeddings)
+
+
+class SentimentModel(WordClassifier):
     """Sentence classifier; ``decode`` gives ``{"label", "score", "scores"}`` per sentence.
 
     >>> cfg = SentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"])
@@ -68,6 +92,7 @@ class SentimentModel(TaskModel):
     target_columns = ("label",)
     selection_metric = "accuracy"
     selection_mode = "max"
+    missing_stages = "the sentiment pipeline needs a vocabulary stage and a label_encoder stage"
 
     def __init__(self, config: SentimentConfig) -> None:
         super().__init__(config)
@@ -100,22 +125,6 @@ class SentimentModel(TaskModel):
                 )
             self.pooling = SequencePooling(config.pooling, self.encoder.output_size)
         self.head = nn.Linear(self.encoder.output_size, len(config.labels))
-
-    @classmethod
-    def configure(cls, config: SentimentConfig, stages: list) -> SentimentConfig:
-        vocab = next((s for s in stages if hasattr(s, "vocab")), None)
-        labels = next((s for s in stages if hasattr(s, "labels") and s.training_only), None)
-        if vocab is None or labels is None:
-            raise ConfigError("the sentiment pipeline needs a vocabulary stage and a label_encoder stage")
-        return dataclasses.replace(config, vocab_size=len(vocab.vocab), pad_id=vocab.vocab.pad_id, labels=list(labels.labels))
-
-    def initialize(self, stages: list) -> None:
-        pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
-        if pretrained is not None:
-            from ..embeddings.word2vec import copy_into_embedding
-
-            vocab = next(s for s in stages if hasattr(s, "vocab"))
-            copy_into_embedding(self.embedding, pretrained.embedding_matrix(vocab.vocab), self.config.freeze_embeddings)
 
     def pad_values(self, training: bool) -> dict[str, Any]:
         pads: dict[str, Any] = {"input_ids": self.config.pad_id}
@@ -208,9 +217,6 @@ class SentimentRecipe(FileRecipe):
         from ..text.vocab import VocabularyStage
 
         stages = [WordTokenizer(self.tokenizer), VocabularyStage(self.vocabulary)]
-        if self.word2vec is not None:
-            from ..embeddings.word2vec import Word2VecStage
-
-            stages.append(Word2VecStage(self.word2vec))
+        stages.extend(optional_word2vec_stage(self.word2vec))
         stages.append(LabelEncoder())
         return Pipeline(stages, SentimentModel, self.model, device=self.device)

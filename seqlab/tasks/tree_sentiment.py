@@ -13,7 +13,6 @@ every phrase (every node), and the tree with the predicted labels.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,12 +21,12 @@ from torch import nn
 
 from ..core.errors import ConfigError, DataError, InputError
 from ..core.options import Option
-from ..core.task import TaskModel
 from ..data.splits import FileRecipe, first_rows
-from ..embeddings.word2vec import Word2VecConfig
+from ..embeddings.word2vec import Word2VecConfig, optional_word2vec_stage
 from ..text.trees import TreeReaderConfig
 from ..text.vocab import VocabularyStageConfig
 from ..train.config import TrainConfig
+from .sentiment import WordClassifier
 
 ENCODERS = ("recursive", "childsum", "binary")
 
@@ -82,7 +81,7 @@ def _labelled_tree(tokens: list[str], parents: list[int], node_token: list[int],
     return text[-1]
 
 
-class TreeSentimentModel(TaskModel):
+class TreeSentimentModel(WordClassifier):
     """Tree classifier; ``decode`` gives ``{"label", "score", "scores"}`` (+ ``"phrases"``, ``"tree"``).
 
     >>> cfg = TreeSentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"])
@@ -103,6 +102,7 @@ class TreeSentimentModel(TaskModel):
     target_columns = ("label",)
     selection_metric = "accuracy"
     selection_mode = "max"
+    missing_stages = "the tree sentiment pipeline needs a vocabulary stage and a tree_label_encoder stage"
 
     def __init__(self, config: TreeSentimentConfig) -> None:
         super().__init__(config)
@@ -120,22 +120,6 @@ class TreeSentimentModel(TaskModel):
         self.dropout = Dropout(config.dropout)
         self.encoder = make_tree_encoder(config.encoder, config.embedding_dim, config.hidden_size)
         self.head = nn.Linear(self.encoder.output_size, len(config.labels))
-
-    @classmethod
-    def configure(cls, config: TreeSentimentConfig, stages: list) -> TreeSentimentConfig:
-        vocab = next((s for s in stages if hasattr(s, "vocab")), None)
-        labels = next((s for s in stages if hasattr(s, "labels") and s.training_only), None)
-        if vocab is None or labels is None:
-            raise ConfigError("the tree sentiment pipeline needs a vocabulary stage and a tree_label_encoder stage")
-        return dataclasses.replace(config, vocab_size=len(vocab.vocab), pad_id=vocab.vocab.pad_id, labels=list(labels.labels))
-
-    def initialize(self, stages: list) -> None:
-        pretrained = next((s for s in stages if hasattr(s, "embedding_matrix")), None)
-        if pretrained is not None:
-            from ..embeddings.word2vec import copy_into_embedding
-
-            vocab = next(s for s in stages if hasattr(s, "vocab"))
-            copy_into_embedding(self.embedding, pretrained.embedding_matrix(vocab.vocab), self.config.freeze_embeddings)
 
     def pad_values(self, training: bool) -> dict[str, Any]:
         # input_ids first: it is the length column, so tokens/s counts words, not nodes.
@@ -270,9 +254,6 @@ class TreeSentimentRecipe(FileRecipe):
         from ..text.vocab import VocabularyStage
 
         stages = [TreeReader(self.reader), VocabularyStage(self.vocabulary)]
-        if self.word2vec is not None:
-            from ..embeddings.word2vec import Word2VecStage
-
-            stages.append(Word2VecStage(self.word2vec))
+        stages.extend(optional_word2vec_stage(self.word2vec))
         stages.append(TreeLabelEncoder())
         return Pipeline(stages, TreeSentimentModel, self.model, device=self.device)
