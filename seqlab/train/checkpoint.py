@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..core.errors import ModelFileError
+from ..core.files import read_regular_bytes
 from ..core.serialization import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "seqlab.checkpoint"
@@ -214,8 +215,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and verify one checkpoint; ``ModelFileError`` says why a file is unusable."""
     path = Path(path)
+    # Only a regular file in its folder, not a link to one elsewhere (as for model folders).
+    data = read_regular_bytes(path, root=path.parent)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, bad pickle opcodes, refused globals…
         raise ModelFileError(f"checkpoint {str(path)!r} is truncated or corrupt ({type(err).__name__}: {str(err)[:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
