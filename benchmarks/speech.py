@@ -63,6 +63,17 @@ selection utterances (−25/−20/−15 dB instead of −35) gave 0.2/0.6/1.0% w
 threshold. Neither model reproduces the 5.2% held-out figure: the held-out recordings with
 no edge silence are harder than this proxy.
 
+Leave one speaker out (``--fold-budget-min 6``, same loaded CPU, every fold stopped by its
+budget after 29–44 epochs), WER on all 450 takes of the held-out speaker:
+
+  training               george  jackson  lucas   nicolas  yweweler  mean    worst
+  no edge augmentation   27.1%   23.8%    30.4%   30.7%    10.2%     24.4%   30.7%
+  edge augmentation      30.2%   22.0%    34.2%   (not run: stopped for time)
+
+so isolated digits (and this part) train without it. Four training speakers generalise far
+worse than the five of the saved isolated model (8.4% on the held-out speaker): the
+speaker bar (3%) needs more voices or speaker-invariant training, not edge trimming.
+
 Results go to ``benchmarks/results/speech.json`` (a run keeps the figures of the parts it did
 not run from the previous run, and says which parts it ran); pipelines are saved to
 ``runs/benchmarks/speech_{isolated,connected,yesno}``. ``recognise_digits`` on the
