@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..audio.augment import SpecAugment, SpecAugmentConfig
+from ..audio.augment import EdgeAugmentConfig, SpecAugment, SpecAugmentConfig
 from ..audio.chunks import CHUNK_SECONDS, MIN_AUDIO_SECONDS, chunk_bounds
 from ..audio.features import LogMelConfig, MFCCConfig
 from ..audio.io import AudioLoaderConfig
@@ -625,6 +625,8 @@ class SpeechRecipe(FileRecipe):
     #: Speed-perturbed copies of the training audio, one per factor (Ko et al. 2015 use 0.9 and 1.1;
     #: [] for none): the training set grows by that many times. The audio is read into memory.
     speed_perturb: list[float] = field(default_factory=list)
+    #: Random edge trimming/padding of the training audio (after speed perturbation; ``copies: 0``: off).
+    edge_augment: EdgeAugmentConfig = field(default_factory=EdgeAugmentConfig)
     #: Fill ``model.decoder.word_list`` with the training transcripts' words.
     word_list_from_train: bool = False
     #: Fit a word n-gram LM of this order on the training transcripts for beam search (0: none).
@@ -651,15 +653,16 @@ class SpeechRecipe(FileRecipe):
 
     def datasets(self) -> tuple[Any, Any]:
         train, dev = super().datasets()
-        if self.speed_perturb:
+        if self.speed_perturb or self.edge_augment.copies:
             import datasets
 
-            from ..audio.augment import speed_perturb_data
+            from ..audio.augment import edge_augment_data, speed_perturb_data
             from ..audio.io import AudioLoader
 
             loaded = AudioLoader(self.audio)({"audio": list(train["audio"])})
             data = speed_perturb_data({"audio": loaded["audio"], "text": list(train["text"])}, self.speed_perturb,
                                       self.audio.sample_rate, device=self.audio.device)
+            data = edge_augment_data(data, self.edge_augment, self.audio.sample_rate)
             train = datasets.Dataset.from_dict(data)
         return train, dev
 
