@@ -50,8 +50,8 @@ def test_save_load_round_trip_gives_identical_predictions(fitted, tmp_path):
     texts = ["a great film", "a dull mess", "the plot was so boring", "unknownword"]
     fitted.save(tmp_path / "model")
     files = sorted(p.name for p in (tmp_path / "model").iterdir())
-    # + seqlab's manifest (what this save wrote) and its lock file (docs/errors.md, "Files and faults")
-    assert files == [".seqlab-manifest.json", ".seqlab.lock", "config.json", "model.safetensors", "stages"]
+    # + seqlab's manifest (what this save wrote) and its two lock files (docs/errors.md, "Files and faults")
+    assert files == [".seqlab-commit.lock", ".seqlab-manifest.json", ".seqlab.lock", "config.json", "model.safetensors", "stages"]
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["format"] == "seqlab.pipeline" and config["task"] == "sentiment"
     loaded = seqlab.load(tmp_path / "model", device="cpu")

@@ -48,6 +48,8 @@ from typing import Any, Callable, Iterator
 from .errors import FolderLockedError, ModelFileError, OutputDirError
 
 LOCK_FILE = ".seqlab.lock"
+#: Writers hold it exclusively while they commit (journal written, entries moved); loads hold it shared.
+COMMIT_LOCK_FILE = ".seqlab-commit.lock"
 MANIFEST_FILE = ".seqlab-manifest.json"
 JOURNAL_FILE = ".seqlab-commit.json"
 STAGING_PREFIX = ".seqlab-new-"
@@ -282,20 +284,57 @@ def load_consistently(directory: str | Path, load: Callable[[], Any], attempts: 
     A reader racing a writer could otherwise take ``config.json`` and the stage files from one
     save and the weights from the next (both may have the same shapes). Every commit replaces
     the manifest and ``config.json`` and creates and deletes the journal, so a load during which
-    none of them changed read one save only.
+    none of them changed read one save only. The load holds ``.seqlab-commit.lock`` shared,
+    which a writer holds exclusively while it commits, so a writer saving without pause cannot
+    starve readers (a folder without that file — read-only, or saved by an older seqlab — is
+    read optimistically and retried).
     """
     for _ in range(attempts):
-        before = ModelFiles.state(directory)
-        try:
-            result = load()
-        except ModelFileError:
+        with _commit_lock(directory, shared=True):
+            before = ModelFiles.state(directory)
+            try:
+                result = load()
+            except ModelFileError:
+                if ModelFiles.state(directory) == before:
+                    raise
+                continue
             if ModelFiles.state(directory) == before:
-                raise
-            continue
-        if ModelFiles.state(directory) == before:
-            return result
+                return result
         time.sleep(0.01)
     raise ModelFileError(f"{str(directory)!r} changed {attempts} times while it was being loaded; another process keeps saving into it")
+
+
+@contextlib.contextmanager
+def _commit_lock(directory: str | Path, shared: bool) -> Iterator[None]:
+    """Hold ``<directory>/.seqlab-commit.lock``: exclusively to commit a save, shared to load one.
+
+    The writer creates the file; a reader only opens it (read-only, no link followed) and goes
+    on without the lock where it cannot.
+    """
+    import fcntl
+
+    path = Path(directory) / COMMIT_LOCK_FILE
+    nofollow, cloexec = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_CLOEXEC", 0)
+    try:
+        if shared:
+            fd = os.open(path, os.O_RDONLY | nofollow | cloexec | getattr(os, "O_NONBLOCK", 0))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                fd = None
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow | cloexec, default_mode())
+    except OSError as err:
+        if not shared:
+            raise OutputDirError(f"cannot create the lock file {str(path)!r}: {err.strerror or err}") from None
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- ownership -------------------------------------------------------------------------------
@@ -311,7 +350,7 @@ def _is_seqlab_config(path: Path) -> bool:
 
 
 def _internal(name: str) -> bool:
-    return name in (LOCK_FILE, MANIFEST_FILE, JOURNAL_FILE) or name.startswith((STAGING_PREFIX, TRASH_PREFIX, f".{JOURNAL_FILE}.tmp-", f".{MANIFEST_FILE}.tmp-"))
+    return name in (LOCK_FILE, COMMIT_LOCK_FILE, MANIFEST_FILE, JOURNAL_FILE) or name.startswith((STAGING_PREFIX, TRASH_PREFIX, f".{JOURNAL_FILE}.tmp-", f".{MANIFEST_FILE}.tmp-"))
 
 
 _RUN_FILES = {"logs": ("metrics.jsonl", "curves.png", "tensorboard"), "checkpoints": ("step-", ".step-")}
@@ -670,7 +709,8 @@ def recover(directory: str | Path) -> None:
     directory = Path(directory)
     journal = _read_journal(directory)
     if journal is not None and (directory / journal["staging"]).is_dir():
-        _apply(directory, journal)
+        with _commit_lock(directory, shared=False):
+            _apply(directory, journal)
     elif os.path.lexists(directory / JOURNAL_FILE):
         os.unlink(directory / JOURNAL_FILE)  # nothing left to move, or not seqlab's journal
     for name in os.listdir(directory):
@@ -716,11 +756,12 @@ def model_transaction(directory: str | Path, purpose: str = "saving a model") ->
             journal = {"format": JOURNAL_FORMAT, "version": 1, "staging": staging.name, "trash": trash.name,
                        "entries": [*entries, MANIFEST_FILE], "remove": remove}
             _step("ready to commit")
-            _write_small(directory / JOURNAL_FILE, journal)
-            _fsync_dir(directory)
-            committed = True
-            _step("committed")
-            _apply(directory, journal)
+            with _commit_lock(directory, shared=False):
+                _write_small(directory / JOURNAL_FILE, journal)
+                _fsync_dir(directory)
+                committed = True
+                _step("committed")
+                _apply(directory, journal)
         except BaseException:
             if not committed:  # the previous model is untouched: drop what this save wrote
                 _remove(staging)

@@ -188,3 +188,21 @@ def test_readers_see_a_whole_model_while_a_writer_replaces_it(tmp_path):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert "neither" not in seen and set(seen) <= {"a", "b"}
+
+
+def test_a_commit_waits_for_a_load_in_progress(tmp_path):
+    """A load holds the commit lock shared, so a save cannot swap the files under it (CI once saw
+    40 loads starved by a writer saving without pause: 20 retries each, then an error)."""
+    from seqlab.core.files import _commit_lock
+
+    a, b = tiny_pipeline("a"), tiny_pipeline("b", seed=1)
+    folder = tmp_path / "model"
+    a.save(folder)
+    saved = threading.Event()
+    with _commit_lock(folder, shared=True):  # as seqlab.load holds it
+        thread = threading.Thread(target=lambda: (b.save(folder), saved.set()))
+        thread.start()
+        assert not saved.wait(1.0)  # the writer staged its files but may not commit
+        assert fingerprint(seqlab.load(folder, device="cpu")) == fingerprint(a)  # shared: a second load goes on
+    thread.join(30)
+    assert saved.is_set() and fingerprint(seqlab.load(folder, device="cpu")) == fingerprint(b)
