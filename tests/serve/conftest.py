@@ -1,8 +1,8 @@
 """Tiny saved pipelines of five tasks for the ``seqlab serve`` tests (and the demo-page test).
 
-``tiny_model_dirs`` trains each once per test session with ``seqlab train``'s own code
-(``run_recipe``: the folder holds the dev metrics in ``config.json``'s ``meta``, as a real
-run's does) on the project's corpora in ``corpora/``: a second or two each on one thread.
+``tiny_model_dirs`` trains each once per test session from a tiny recipe on the project's
+corpora in ``corpora/`` (a second or two each on one thread) and saves it with the ``meta``
+``seqlab train`` writes, so ``config.json`` holds the dev metrics as a real run's does.
 The models are tiny and barely trained; the tests compare the server with ``pipe.predict``,
 never with the truth.
 """
@@ -42,7 +42,7 @@ TINY_RECIPES = {
         "train": {"epochs": 1, "batch_size": 20, **QUIET}},
     "speech": lambda: {
         "task": "speech", "data": {"limit_train": 8},
-        "audio": {"sample_rate": 16000, "max_seconds": 5},
+        "audio": {"sample_rate": 16000, "max_seconds": 30},
         "mfcc": {"sample_rate": 16000, "n_mfcc": 13, "device": "cpu"},
         "model": {"unit": "word", "tokens": _speech_words(), "hidden_size": 8, "num_layers": 1, "spec_augment": None,
                   "cnn": [{"channels": 4, "kernel": 3, "stride": [2, 2], "padding": 1, "norm": "layer"}],
@@ -57,14 +57,20 @@ TINY_RECIPES = {
 
 
 def train_tiny(task: str, out: Path) -> Path:
-    """Train the tiny ``task`` recipe into ``out`` (as ``seqlab train`` does) and return the folder."""
-    from seqlab.recipe import load_recipe, run_recipe
+    """Train the tiny ``task`` recipe and save it into ``out`` with the ``meta`` that ``seqlab train`` writes
+    (the recipe, and a summary holding the dev metrics); no curves or checkpoints, to stay quick."""
+    from seqlab.core.config import to_dict
+    from seqlab.recipe import load_recipe
 
-    data = {**TINY_RECIPES[task](), "output": str(out), "device": "cpu", "examples": []}
+    recipe = load_recipe(data={**TINY_RECIPES[task](), "output": str(out), "device": "cpu", "examples": []})
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run_recipe(load_recipe(data=data), echo=lambda _line: None)
+        pipe = recipe.build()
+        train, dev = recipe.datasets()
+        result = pipe.fit(train, dev, recipe.train)
+        metrics = pipe.evaluate(dev) if dev is not None else {}
+    pipe.save(out, meta={"recipe": to_dict(recipe), "summary": {"task": task, "dev": metrics, "steps": result.steps}})
     return out
 
 
