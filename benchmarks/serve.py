@@ -1,6 +1,6 @@
 """``seqlab serve`` under load: latency and throughput with dynamic batching on and off.
 
-    python benchmarks/serve.py [--clients 32] [--seconds 8] [--max-requests 3000] [--threads 1]
+    python benchmarks/serve.py [--clients 32] [--seconds 6] [--rounds 2] [--max-requests 2000] [--threads 1]
 
 Three models are trained quickly (a time budget each; their accuracy does not matter here,
 their size does) and served by one ``seqlab serve`` process (uvicorn, a subprocess of this
@@ -14,13 +14,17 @@ script, ``OMP_NUM_THREADS`` = ``--threads``):
 * **speech**: pipelines/speech.yaml's CNN-BiLSTM-CTC (beam search) on the project's corpus
   ``corpora/speech``; requests upload its wav files (multipart/form-data), as the demo page does.
 
-Each model is driven by ``--clients`` concurrent clients (asyncio + httpx, one request at a
-time each, one input per request) for ``--seconds`` or ``--max-requests`` requests, whichever
-ends first, against a server with batching (``--max-batch 32 --max-wait-ms 5``) and one
-without; then NER by a single client sending one request after another (the batch-1 loop) to
-the server without batching. ``ner_dynamic_batching_speedup`` is NER requests/s with batching
-under ``--clients`` clients over requests/s of that loop; the bar is >= 5.
+Two servers run side by side, one batching (``--max-batch 32 --max-wait-ms 5``) and one not
+(``--no-batching``). Each model is driven by ``--clients`` concurrent clients (asyncio; one
+``httpx.AsyncClient`` each, one request at a time, one input per request) for ``--seconds``
+or ``--max-requests`` requests, whichever ends first, against each server; then NER by a
+single client sending one request after another (the batch-1 loop). The settings take turns
+for ``--rounds`` rounds, so that the load of a shared machine falls on all alike; the figures
+pool the rounds (requests/s over their total time, p50/p99 of all requests).
+``ner_dynamic_batching_speedup`` is NER requests/s with batching under ``--clients`` clients
+over requests/s of the batch-1 loop against the server without batching; the bar is >= 5.
 
+About 4 minutes with the defaults (training 3 × 30 s, then 2 rounds of load).
 Writes ``benchmarks/results/serve.json``; the models are saved under ``runs/benchmarks/serve/``.
 """
 from __future__ import annotations
@@ -202,12 +206,18 @@ async def drive(url: str, name: str, inputs: list, clients: int, seconds: float,
     finally:
         for client in pool:
             await client.aclose()
-    latencies.sort()
+    return {"latencies": latencies, "errors": errors, "wall_s": wall}
+
+
+def summarise(parts: list[dict]) -> dict:
+    """The runs of one setting pooled: requests/s over their total time, latency percentiles of all requests."""
+    latencies = sorted(x for part in parts for x in part["latencies"])
+    wall = sum(part["wall_s"] for part in parts)
 
     def pct(q: float) -> float:
         return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2) if latencies else float("nan")
 
-    return {"requests": len(latencies), "errors": errors, "wall_s": round(wall, 2),
+    return {"requests": len(latencies), "errors": sum(part["errors"] for part in parts), "wall_s": round(wall, 2),
             "requests_per_s": round(len(latencies) / wall, 1), "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
 
 
@@ -221,8 +231,9 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=32)
-    p.add_argument("--seconds", type=float, default=8.0, help="each load run's time limit (default 8)")
-    p.add_argument("--max-requests", type=int, default=3000, help="each load run's request limit (default 3000)")
+    p.add_argument("--seconds", type=float, default=6.0, help="each load run's time limit (default 6)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of every setting, taking turns (default 2)")
+    p.add_argument("--max-requests", type=int, default=2000, help="each load run's request limit (default 2000)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads of trainer and server (default 1)")
     p.add_argument("--train-s", type=float, default=30.0, help="training budget per model in seconds (default 30)")
     p.add_argument("--ner-train", type=int, default=3000, help="CoNLL-2003 training sentences (default 3000)")
@@ -239,21 +250,27 @@ def main() -> None:
     wall_start = time.perf_counter()
     trained = {} if args.skip_training else train_models(args)
     inputs = request_inputs()
-    runs: dict[str, dict] = {}
-    for batching in (True, False):
-        server = Server(batching, args.threads, args.max_batch, args.max_wait_ms)
-        mode = "batching" if batching else "no_batching"
-        try:
-            for name in ("ner", "sentiment", "speech"):
-                figures = asyncio.run(drive(server.url, name, inputs[name], args.clients, args.seconds, args.max_requests))
-                runs[f"{name}_{mode}"] = figures
-                print(f"{name:9} {mode:11} {args.clients} clients: {figures}", flush=True)
-            for name in ("ner",):  # one client, one request after another: the batch-1 loop
-                figures = asyncio.run(drive(server.url, name, inputs[name], 1, args.seconds, args.max_requests))
-                runs[f"{name}_sequential_{mode}"] = figures
-                print(f"{name:9} {mode:11} 1 client, sequential: {figures}", flush=True)
-        finally:
+    # Both servers run side by side, and the settings take turns round after round, so that a
+    # change in the machine's load (it is shared) falls on all of them alike.
+    parts: dict[str, list[dict]] = {}
+    servers = {mode: Server(mode == "batching", args.threads, args.max_batch, args.max_wait_ms)
+               for mode in ("batching", "no_batching")}
+    try:
+        for round_ in range(1, args.rounds + 1):
+            plan = [(name, mode, args.clients) for name in ("ner", "sentiment", "speech") for mode in servers]
+            # One client, one request after another: the batch-1 loop (and the same on the batching server).
+            plan += [("ner", mode, 1) for mode in servers]
+            for name, mode, clients in plan:
+                key = f"{name}_{mode}" if clients > 1 else f"{name}_sequential_{mode}"
+                part = asyncio.run(drive(servers[mode].url, name, inputs[name], clients, args.seconds, args.max_requests))
+                parts.setdefault(key, []).append(part)
+                brief = summarise([part])
+                print(f"round {round_}  {name:9} {mode:11} {clients:2} client(s): {brief['requests_per_s']:7.1f} requests/s, "
+                      f"p50 {brief['p50_ms']:7.1f} ms, p99 {brief['p99_ms']:7.1f} ms, errors {brief['errors']}", flush=True)
+    finally:
+        for server in servers.values():
             server.stop()
+    runs = {key: summarise(value) for key, value in parts.items()}
 
     metrics: dict[str, float] = {}
     for key, figures in runs.items():
