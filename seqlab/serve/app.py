@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -45,7 +46,7 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..core.device import set_threads
 from ..core.config import suggest
-from ..core.errors import InputError, SeqlabError
+from ..core.errors import InputError, NotFittedError, SeqlabError
 from ..core.serialization import read_config
 from ..pipeline import Pipeline
 from .batching import DynamicBatcher
@@ -126,7 +127,9 @@ class ServedModel:
     def __init__(self, name: str, pipe: Pipeline, settings: ServeSettings, meta: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.pipe = pipe
-        self.model = pipe._require_model()
+        if pipe.model is None:
+            raise NotFittedError(f"model {name!r}: the pipeline has no model yet (fit it, or serve a saved folder)")
+        self.model = pipe.model
         self.input = INPUT_KINDS.get(self.model.input_column, "text")
         #: Options given with the input rather than as options (a clip's sample_rate).
         self.data_options = {n for n, o in self.model.options.items() if o.column} if self.input == "audio" else set()
@@ -174,7 +177,10 @@ class ServedModel:
             inputs = [audio_input(x, i) for i, x in enumerate(inputs)]
         checked = [self.model.check_input(x, i) for i, x in enumerate(inputs)]
         self.model.parse_options(options, rows=len(checked))  # unknown names, types, ranges: before queueing
-        key = json.dumps(options, sort_keys=True, default=repr)
+        if any(self.options[name].column for name in options):
+            key = f"alone:{id(checked)}"  # per-input data (a list of one value per input) cannot be concatenated
+        else:
+            key = json.dumps(options, sort_keys=True, default=repr)
         return checked, options, key
 
 
@@ -274,6 +280,8 @@ async def _json_request(request: Request, limit: int) -> tuple[list, bool, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"the request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise InputError("the request body is JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise InputError(f"the request body must be a JSON object with \"input\" or \"inputs\", got {_json_type(data)}")
     unknown = sorted(set(data) - {"input", "inputs", "options"})
@@ -334,6 +342,28 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return text[:2000] or type(error).__name__
+
+
+def answers_errors(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """``endpoint`` with every failure answered as JSON: 4xx for the request's faults, a logged 500 for ours.
+
+    Caught here rather than by Starlette's exception handlers, whose server-error middleware
+    would re-raise a 500 to uvicorn (a second traceback in the log).
+    """
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except HTTPError as exc:
+            return _error(exc.status, _one_line(exc), exc.kind)
+        except SeqlabError as exc:  # bad input: the Python API's message
+            return _error(400, _one_line(exc), type(exc).__name__)
+        except ClientDisconnect:
+            return _error(400, "the client disconnected before the request was read", "ClientDisconnect")
+        except Exception as exc:  # noqa: BLE001 - a bug or a failing model: logged, answered briefly
+            log.exception("seqlab serve: %s %s failed", request.method, request.url.path)
+            return _error(500, f"internal error ({type(exc).__name__}); see the server log", "InternalError")
+    return guarded
 
 
 def load_models(models: Mapping[str, Pipeline | str | Path], device: str = "auto") -> dict[str, tuple[Pipeline, dict]]:
@@ -411,20 +441,9 @@ def create_app(models: Mapping[str, Pipeline | str | Path], settings: ServeSetti
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    async def on_seqlab_error(request: Request, exc: Exception) -> Response:
-        return _error(400, _one_line(exc), type(exc).__name__)
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPError)
-        return _error(exc.status, _one_line(exc), exc.kind)
-
     async def on_starlette_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
+        assert isinstance(exc, HTTPException)  # no such route (404), another method (405)
         return _error(exc.status_code, str(exc.detail), "HTTPError")
-
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("seqlab serve: %s %s failed", request.method, request.url.path)
-        return _error(500, f"internal error ({type(exc).__name__}); see the server log", "InternalError")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -434,16 +453,15 @@ def create_app(models: Mapping[str, Pipeline | str | Path], settings: ServeSetti
 
     routes = [
         Route("/", index, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/api/models", list_models, methods=["GET"]),
-        Route("/api/models/{name}", model_info, methods=["GET"]),
-        Route("/api/models/{name}/predict", predict, methods=["POST"]),
+        Route("/health", answers_errors(health), methods=["GET"]),
+        Route("/api/models", answers_errors(list_models), methods=["GET"]),
+        Route("/api/models/{name}", answers_errors(model_info), methods=["GET"]),
+        Route("/api/models/{name}/predict", answers_errors(predict), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={SeqlabError: on_seqlab_error, HTTPError: on_http_error, HTTPException: on_starlette_error,
-                            Exception: on_unexpected},
+        exception_handlers={HTTPException: on_starlette_error},
         lifespan=lifespan,
     )
     app.state.models = served

@@ -74,7 +74,7 @@ class DynamicBatcher:
         self.name = name
         self.stats = BatchStats()
         # One thread per model: its calls never overlap, whichever event loop submits them.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seqlab-serve-{name}")
+        self.executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Request] = []
         self._wakeup: asyncio.Event | None = None
@@ -94,6 +94,8 @@ class DynamicBatcher:
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         # A server has one loop; a test client may start a new one per request. The consumer
         # task and its event belong to one loop, so a new loop gets new ones.
+        if self.executor is None:  # first use, or used again after close() (an app started twice)
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seqlab-serve-{self.name}")
         if self._loop is loop and self._consumer is not None and not self._consumer.done():
             return
         self._loop = loop
@@ -156,6 +158,7 @@ class DynamicBatcher:
         self.stats.batch_sizes.append(len(inputs))
         self.stats.requests += len(group)
         try:
+            assert self.executor is not None
             outputs = await loop.run_in_executor(self.executor, self.run, inputs, group[0].options)
             if len(outputs) != len(inputs):
                 raise RuntimeError(f"the model gave {len(outputs)} outputs for {len(inputs)} inputs")
@@ -177,13 +180,16 @@ class DynamicBatcher:
             position += n
 
     def close(self) -> None:
-        """Stop the consumer task (when its loop still runs) and the worker thread."""
+        """Stop the consumer task (when its loop still runs) and the worker thread; a later submit starts them again."""
         if self._consumer is not None and not self._consumer.done():
             try:
                 self._consumer.get_loop().call_soon_threadsafe(self._consumer.cancel)
             except RuntimeError:  # the loop is closed: the task is gone with it
                 pass
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+        self._consumer = None
 
 
 def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:

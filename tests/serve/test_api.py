@@ -183,6 +183,25 @@ def test_malformed_requests_are_400(client, body, message):
     assert answer.json()["type"] == "InputError" and message in answer.json()["error"]
 
 
+def test_deeply_nested_json_is_400(client):
+    body = b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    answer = client.post("/api/models/sentiment/predict", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
+
+
+def test_an_app_serves_again_after_a_restart(pipes):
+    app = create_app({"sentiment": pipes["sentiment"]})
+    for _ in range(2):  # the lifespan's shutdown stops the worker; the next start brings it back
+        with TestClient(app) as client:
+            assert predict(client, "sentiment", {"input": "good"}).status_code == 200
+
+
+def test_other_routes_and_methods_answer_json(client):
+    assert client.get("/api/nothing").json() == {"error": "Not Found", "type": "HTTPError"}
+    answer = client.get("/api/models/sentiment/predict")
+    assert answer.status_code == 405 and answer.json()["type"] == "HTTPError"
+
+
 @pytest.mark.parametrize("clip, message", [
     ("a.wav", "an audio input is {\"samples\""),
     ({"samples": [0.1] * 1000}, "give the clip's \"sample_rate\""),
@@ -249,7 +268,7 @@ def test_too_many_inputs_are_413(small_limits):
     assert answer.status_code == 413 and answer.json()["error"] == "5 inputs in one request; the limit is 4"
 
 
-def test_a_slow_prediction_is_504_and_a_crash_500(tiny_model_dirs):
+def test_a_slow_prediction_is_504_and_a_crash_500(tiny_model_dirs, caplog):
     slow = seqlab.load(tiny_model_dirs["sentiment"], device="cpu")
     real = slow.predict
     slow.predict = lambda inputs, **kw: (time.sleep(1.0), real(inputs, **kw))[1]
@@ -259,11 +278,12 @@ def test_a_slow_prediction_is_504_and_a_crash_500(tiny_model_dirs):
         raise RuntimeError("boom")
     broken.predict = crash
     app = create_app({"slow": slow, "broken": broken}, ServeSettings(timeout_s=0.2))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app) as client:  # raises what reaches the server: nothing may
         answer = predict(client, "slow", {"input": "good"})
         assert answer.status_code == 504 and answer.json() == {"error": "the prediction took longer than 0.2 s", "type": "Timeout"}
         answer = predict(client, "broken", {"input": "good"})
         assert answer.status_code == 500 and answer.json()["type"] == "InternalError" and "RuntimeError" in answer.json()["error"]
+        assert "boom" not in answer.text and "boom" in caplog.text  # the details go to the log
         # Bad input to the crashing model is still a 400, found before the model runs.
         assert predict(client, "broken", {"input": ""}).status_code == 400
 
