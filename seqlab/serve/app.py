@@ -184,10 +184,19 @@ class ServedModel:
         return checked, options, key
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file's bytes. Only the multipart reader makes these: a JSON dict never reaches
+    the audio loader as ``{"bytes"|"path": ...}``, which would let a client name a file on the server."""
+
+    data: bytes
+    filename: str
+
+
 def audio_input(value: Any, index: int) -> Any:
-    """A JSON audio input ``{"samples": [...], "sample_rate": N}`` → what the audio loader reads."""
-    if isinstance(value, dict) and "bytes" in value:  # an upload, already read
-        return value
+    """A JSON audio input ``{"samples": [...], "sample_rate": N}`` or an upload → what the audio loader reads."""
+    if isinstance(value, Upload):  # decoded by the loader from memory (seqlab.audio.io.read_audio takes bytes)
+        return {"bytes": value.data, "path": value.filename}
     if not isinstance(value, dict) or "samples" not in value:
         raise InputError(f"input {index}: an audio input is {{\"samples\": [numbers], \"sample_rate\": Hz}} "
                          f"(or upload files as multipart/form-data), got {_json_type(value)}")
@@ -319,7 +328,7 @@ async def _multipart_request(request: Request, limit: int, max_inputs: int) -> t
             if isinstance(upload, str):
                 raise InputError(f"form field \"file\" {i} is text, not an uploaded file")
             # Decoded by the pipeline's audio loader (seqlab.audio.io.read_audio reads bytes).
-            inputs.append({"bytes": await upload.read(), "path": upload.filename or f"file {i}"})
+            inputs.append(Upload(await upload.read(), upload.filename or f"file {i}"))
         raw = form.get("options")
         options: Any = {}
         if raw is not None:

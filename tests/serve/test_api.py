@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,6 +210,9 @@ def test_other_routes_and_methods_answer_json(client):
     ({"samples": [0.1] * 1000, "sample_rate": 16000, "gain": 2}, "unknown key(s) ['gain']"),
     ({"samples": [0.0] * 16000, "sample_rate": -5}, "sample"),
     ({"samples": [], "sample_rate": 16000}, "the audio is empty"),
+    # Never a path or bytes of the client's choosing: the server reads no file a request names.
+    ({"bytes": "/etc/passwd", "path": "/etc/passwd"}, "an audio input is {\"samples\""),
+    (str(Path(__file__).parent.parent.parent / "corpora" / "speech" / "wavs" / "utt0000.wav"), "an audio input is {\"samples\""),
 ])
 def test_bad_audio_inputs_are_400(client, clip, message):
     answer = predict(client, "speech", {"inputs": [clip]})
