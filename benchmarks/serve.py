@@ -26,8 +26,10 @@ for ``--rounds`` rounds, so that the load of a shared machine falls on all alike
 pool the rounds (requests/s over their total time, p50/p99 of all requests).
 ``ner_dynamic_batching_speedup`` is NER requests/s with batching under ``--clients`` clients
 over requests/s of the batch-1 loop against the server without batching (the bar is >= 5);
-the two are measured back to back in each round. ``*_model_batch32_speedup`` is what batching
-can gain at most: ``pipe.predict`` sentences/s at batch 32 over one at a time, in-process.
+the two are measured back to back in each round. Two ceilings put it in context: ``*_model_batch32_speedup``,
+what batching can gain at most (``pipe.predict`` sentences/s at batch 32 over one at a time,
+in-process), and ``health_batching_requests_per_s``, what the clients and the server's HTTP
+stack manage with no model at all (``GET /health`` under the same clients).
 
 About 5 minutes with the defaults (training 4 × 25 s, then 2 rounds of load).
 Writes ``benchmarks/results/serve.json``; the models are saved under ``runs/benchmarks/serve/``.
@@ -138,7 +140,7 @@ def request_inputs(limit: int = 2000) -> dict[str, list]:
     rng = random.Random(0)
     rng.shuffle(sentences)
     rng.shuffle(reviews)
-    return {"ner": sentences[:limit], "ner_conll": sentences[:limit], "sentiment": reviews[:limit],
+    return {"health": [None], "ner": sentences[:limit], "ner_conll": sentences[:limit], "sentiment": reviews[:limit],
             "speech": [(p.name, p.read_bytes()) for p in wavs[:200]]}
 
 
@@ -200,6 +202,8 @@ async def drive(url: str, name: str, inputs: list, clients: int, seconds: float,
             for _ in range(clients)]
 
     async def send(client, i: int):
+        if name == "health":  # the HTTP stack alone: what these clients and the server manage with no model
+            return await client.get(f"{url}/health")
         x = inputs[i % len(inputs)]
         if name == "speech":  # an upload, as the demo page sends it
             return await client.post(endpoint, files={"file": (x[0], x[1], "audio/wav")})
@@ -305,6 +309,7 @@ def main() -> None:
                 per_round.setdefault(f"{name}_model_batch32_speedup", []).append(round(ratio, 2))
                 print(f"round {round_}  {name:9} speedup {batched / sequential:.2f} (pipe.predict alone, batch 32 vs 1: "
                       f"{ratio:.2f})", flush=True)
+            load("health", "batching", args.clients)
             load("ner", "no_batching", args.clients)
             load("ner", "batching", 1)  # what the batch wait costs a lone client
             for name in ("sentiment", "speech"):

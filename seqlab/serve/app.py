@@ -256,6 +256,26 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _plain(value: Any) -> Any:
+    """``json.dumps``'s ``default``: numpy and torch values as Python ones (the fast path of :func:`json_response`)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "detach") and hasattr(value, "tolist"):
+        return value.detach().cpu().tolist()
+    return str(value)
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    """``content`` as JSON, as :func:`to_jsonable` writes it; by the C encoder unless it holds NaN/inf or odd keys."""
+    try:
+        body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
+    except (ValueError, TypeError):  # NaN/inf (→ null), keys json cannot write: the slow, thorough path
+        body = json.dumps(to_jsonable(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
+
+
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
@@ -444,8 +464,7 @@ def create_app(models: Mapping[str, Pipeline | str | Path], settings: ServeSetti
             outputs = await asyncio.wait_for(model.batcher.submit(inputs, options, key), settings.timeout_s)
         except asyncio.TimeoutError:
             raise HTTPError(504, f"the prediction took longer than {settings.timeout_s:g} s", "Timeout") from None
-        outputs = to_jsonable(outputs)
-        return JSONResponse({"predictions": outputs} if many else {"prediction": outputs[0]})
+        return json_response({"predictions": outputs} if many else {"prediction": outputs[0]})
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")

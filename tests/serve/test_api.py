@@ -304,3 +304,13 @@ def test_serve_settings_are_checked(pipes):
     for bad in ({"max_batch": 0}, {"timeout_s": float("nan")}, {"max_inputs": True}, {"timeout_s": 0}):
         with pytest.raises(InputError):
             create_app({"sentiment": pipes["sentiment"]}, ServeSettings(**bad))
+
+
+def test_json_answers_convert_numpy_tensors_and_nan():
+    import torch
+
+    from seqlab.serve.app import json_response
+
+    content = {"a": np.float32(0.5), "b": np.arange(3), "t": torch.tensor([1.5]), "pair": (1, 2), "bad": [float("nan"), np.inf]}
+    assert json.loads(json_response(content).body) == {"a": 0.5, "b": [0, 1, 2], "t": [1.5], "pair": [1, 2], "bad": [None, None]}
+    assert to_jsonable(content) == json.loads(json_response(content).body)
