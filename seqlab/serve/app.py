@@ -329,10 +329,13 @@ async def _json_request(request: Request, limit: int) -> tuple[list, bool, Any]:
 async def _multipart_request(request: Request, limit: int, max_inputs: int) -> tuple[list, bool, Any]:
     from starlette.formparsers import MultiPartException, MultiPartParser
 
-    parser = MultiPartParser(request.headers, _limited_stream(request, limit), max_files=max_inputs + 1, max_fields=16)
+    parser = MultiPartParser(request.headers, _limited_stream(request, limit), max_files=max_inputs, max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as err:
+        if err.message.startswith("Too many files"):
+            raise HTTPError(413, f"more than {max_inputs} files in one request; the limit is {max_inputs}",
+                            "PayloadTooLarge") from None
         raise InputError(f"the multipart form cannot be read: {err.message}") from None
     try:
         unknown = sorted({k for k in form.keys() if k not in ("file", "options")})

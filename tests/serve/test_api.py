@@ -270,6 +270,9 @@ def test_bodies_over_the_limit_are_413_by_length_and_by_count(small_limits):
 def test_too_many_inputs_are_413(small_limits):
     answer = predict(small_limits, "sentiment", {"inputs": ["good"] * 5})
     assert answer.status_code == 413 and answer.json()["error"] == "5 inputs in one request; the limit is 4"
+    files = [("file", (f"{i}.wav", b"RIFF")) for i in range(5)]
+    answer = small_limits.post("/api/models/speech/predict", files=files)
+    assert answer.status_code == 413 and "the limit is 4" in answer.json()["error"]
 
 
 def test_a_slow_prediction_is_504_and_a_crash_500(tiny_model_dirs, caplog):
