@@ -199,3 +199,12 @@ def test_without_batching_each_request_runs_alone(tiny_model_dirs):
     assert sorted(inputs for inputs, _ in recorder.calls) == sorted([t, t + " again"] for t in texts)
     for text, answer in zip(texts, answers):
         assert answer.json()["predictions"] == to_jsonable(pipe.predict([text, text + " again"]))
+
+
+def test_the_modules_examples_run():
+    import doctest
+    import importlib
+
+    for name in ("seqlab.serve", "seqlab.serve.app", "seqlab.serve.batching"):
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and (result.attempted > 0 or name == "seqlab.serve.app"), name
