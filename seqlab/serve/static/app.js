@@ -38,7 +38,10 @@
     for (const [key, value] of Object.entries(attrs)) {
       if (value === undefined || value === null || value === false) continue;
       if (key === "dataset") Object.assign(node.dataset, value);
-      else if (key === "style" && typeof value === "object") Object.assign(node.style, value);
+      else if (key === "style" && typeof value === "object") {
+        // setProperty: custom properties (--hue) cannot be set as style fields.
+        for (const [name, v] of Object.entries(value)) node.style.setProperty(name, String(v));
+      }
       else if (key === "text") node.textContent = value;
       else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else node.setAttribute(key, value === true ? "" : String(value));
@@ -197,9 +200,9 @@
 
   function legend(types) {
     if (!types.length) return null;
-    return el("ul", { class: "legend", "aria-label": "Entity types" },
-      types.map((type) => el("li", {},
-        el("span", { class: "swatch", style: { "--hue": entityHue(type, types) }, "aria-hidden": "true" }), type)));
+    return el("div", { class: "legend" }, el("span", { class: "muted small", id: nextId("legend") }, "Entity types:"),
+      el("ul", { "aria-label": "Entity types" },
+        types.map((type) => el("li", { class: "chip", style: { "--hue": entityHue(type, types) } }, type))));
   }
 
   function nerPanel(info) {
@@ -323,10 +326,8 @@
     const source = prediction.source_pieces || [];
     const target = prediction.target_pieces || [];
     const cols = Math.max(source.length, ...matrix.map((r) => r.length));
-    let max = 0;
-    for (const row of matrix) for (const w of row) max = Math.max(max, Number(w) || 0);
     const table = el("table", { class: "heatmap", dataset: { role: "heatmap" } },
-      el("caption", {}, "Attention: each row is an output piece, each column a source piece; darker is more weight."),
+      el("caption", {}, "Attention: a row per output piece, a column per source piece; the shade is the weight, from 0 (blank) to 1."),
       el("thead", {}, el("tr", {}, el("td", { class: "corner" }),
         Array.from({ length: cols }, (_, j) => el("th", { scope: "col" }, el("span", {}, source[j] ?? ""))))));
     const body = el("tbody");
@@ -334,7 +335,7 @@
       const tr = el("tr", {}, el("th", { scope: "row" }, target[i] ?? ""));
       for (let j = 0; j < cols; j++) {
         const w = Number(row[j]) || 0;
-        const level = max > 0 ? w / max : 0;
+        const level = Math.max(0, Math.min(1, w)); // each row sums to 1: the same 0–1 scale as save_attention_png
         tr.append(el("td", {
           title: `${target[i] ?? ""} ← ${source[j] ?? ""}: ${w.toFixed(3)}`,
           style: { "--level": level.toFixed(3) },
@@ -376,7 +377,8 @@
     source.connect(offline.destination);
     source.start();
     const rendered = await offline.startRendering();
-    return Array.from(rendered.getChannelData(0), (x) => Math.round(x * 1e5) / 1e5);
+    // Resampling may overshoot full scale a little; seqlab expects samples in [-1, 1].
+    return Array.from(rendered.getChannelData(0), (x) => Math.round(Math.max(-1, Math.min(1, x)) * 1e5) / 1e5);
   }
 
   function speechPanel(info) {
