@@ -1,4 +1,4 @@
-"""The command line: ``seqlab train | eval | predict``.
+"""The command line: ``seqlab train | eval | predict | serve``.
 
 ::
 
@@ -7,6 +7,7 @@
     seqlab eval wer REF.txt HYP.txt            # metric scripts: wer cer bleu chrf ner
     seqlab predict runs/sentiment "a great film" "a dull mess"
     echo "a great film" | seqlab predict runs/sentiment
+    seqlab serve runs/sentiment ner=runs/ner --port 8000   # HTTP JSON API (docs/serve.md)
 
 Errors a user can cause print one line starting with ``seqlab <command>:`` and exit 2.
 """
@@ -111,6 +112,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _served_models(specs: list[str]) -> dict[str, Path]:
+    """``DIR`` or ``NAME=DIR`` → name → folder; the name is the folder's basename by default."""
+    models: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or "/" in name or "\\" in name:
+            name, folder = Path(spec).resolve().name, spec
+        if not name or not folder:
+            raise InputError(f"{spec!r}: give a model folder, or NAME=FOLDER")
+        if name in models:
+            raise InputError(f"two models are named {name!r} ({models[name]} and {folder}); name one with NAME=FOLDER")
+        if not Path(folder).is_dir():
+            raise InputError(f"model folder {folder!r} does not exist" if not Path(folder).exists() else f"{folder!r} is not a folder")
+        models[name] = Path(folder)
+    return models
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve.app import ServeSettings, create_app
+
+    if not 0 < args.max_body_mb < 2**20:  # NaN too
+        raise InputError(f"--max-body-mb {args.max_body_mb} must be a positive number of MiB")
+    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, batching=not args.no_batching,
+                             timeout_s=args.timeout, max_body_bytes=int(args.max_body_mb * 2**20))
+    settings.validate()
+    if args.port < 0 or args.port > 65535:
+        raise InputError(f"--port {args.port} is not a port number (0-65535)")
+    models = _served_models(args.models)
+    app = create_app(models, settings, device=args.device)  # a folder that fails to load: one line, no server
+    import uvicorn
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    batching = f"batching up to {settings.max_batch} inputs / {settings.max_wait_ms:g} ms" if settings.batching else "no batching"
+    print(f"seqlab serve: {', '.join(f'{n} ({m.pipe.task})' for n, m in app.state.models.items())} on http://{host}:{args.port}/ "
+          f"({batching}; Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqlab", description="Sequence modeling on text and speech.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out-dir", default="seqlab-predictions",
                          help="denoise, cgan: folder for the output files (default ./seqlab-predictions)")
     predict.add_argument("--attention-png", metavar="PNG", help="translation: save the attention matrix of the first input")
+
+    serve = sub.add_parser("serve", help="serve saved pipelines over HTTP (JSON API + demo page; docs/serve.md)")
+    serve.add_argument("models", nargs="+", metavar="MODEL_DIR", help="folders written by training; NAME=DIR names one")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=32, help="most inputs one model call takes (default 32)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests (default 5)")
+    serve.add_argument("--no-batching", action="store_true", help="run every request alone")
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a prediction answers 504 (default 30)")
+    serve.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body in MiB (default 20)")
+    serve.add_argument("--device", default="auto")
     return parser
 
 
@@ -164,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "eval":
             return cmd_eval(args, rest)
+        if args.command == "serve":
+            return cmd_serve(args)
         return cmd_predict(args)
     except SeqlabError as err:
         return _fail(args.command, err)

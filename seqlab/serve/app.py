@@ -345,7 +345,10 @@ def load_models(models: Mapping[str, Pipeline | str | Path], device: str = "auto
         if isinstance(source, Pipeline):
             loaded[name] = (source, {})
             continue
-        pipe = Pipeline.load(source, device=device)
+        try:
+            pipe = Pipeline.load(source, device=device)
+        except SeqlabError as err:
+            raise type(err)(f"model {name!r} ({source}): {err}") from None
         try:
             meta = (read_config(source) or {}).get("meta") or {}
         except SeqlabError:
