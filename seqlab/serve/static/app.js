@@ -129,7 +129,7 @@
     const parts = [];
     const metrics = info.metrics && typeof info.metrics === "object" ? Object.entries(info.metrics) : [];
     const shown = metrics.filter(([, v]) => typeof v === "number").slice(0, 3);
-    if (shown.length) parts.push(shown.map(([k, v]) => `${k} ${fmt(v)}`).join(" · "));
+    if (shown.length) parts.push(`dev: ${shown.map(([k, v]) => `${k} ${Number.isInteger(v) ? v : fmt(v)}`).join(" · ")}`);
     if (!parts.length) return null;
     return el("p", { class: "model-info muted" }, parts.join(" — "));
   }
@@ -326,8 +326,8 @@
     const source = prediction.source_pieces || [];
     const target = prediction.target_pieces || [];
     const cols = Math.max(source.length, ...matrix.map((r) => r.length));
-    const table = el("table", { class: "heatmap", dataset: { role: "heatmap" } },
-      el("caption", {}, "Attention: a row per output piece, a column per source piece; the shade is the weight, from 0 (blank) to 1."),
+    const noteId = nextId("heatmap-note");
+    const table = el("table", { class: "heatmap", dataset: { role: "heatmap" }, "aria-describedby": noteId },
       el("thead", {}, el("tr", {}, el("td", { class: "corner" }),
         Array.from({ length: cols }, (_, j) => el("th", { scope: "col" }, el("span", {}, source[j] ?? ""))))));
     const body = el("tbody");
@@ -345,7 +345,10 @@
       body.append(tr);
     });
     table.append(body);
-    return el("div", { class: "heatmap-scroll", tabindex: "0", role: "region", "aria-label": "Attention heatmap" }, table);
+    return el("div", { class: "heatmap-box" },
+      el("p", { class: "muted small", id: noteId },
+        "Attention: a row per output piece, a column per source piece; the shade is the weight, from 0 (blank) to 1."),
+      el("div", { class: "heatmap-scroll", tabindex: "0", role: "region", "aria-label": "Attention heatmap" }, table));
   }
 
   // -- speech -----------------------------------------------------------------------------------
