@@ -442,6 +442,7 @@
           try {
             const samples = await toSamples(blob);
             clip = { kind: "samples", samples };
+            file.value = ""; // the recording replaces a chosen file
             setPlayer(blob);
             note.textContent = `Recorded ${(samples.length / SAMPLE_RATE).toFixed(1)} s; transcribing…`;
             shell.form.requestSubmit();
