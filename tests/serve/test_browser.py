@@ -234,20 +234,41 @@ def test_ner_entities_marked_inline(page, served):
     screenshot(section, "ner")
 
 
-def test_ner_empty_text_shows_the_api_error(page, served):
+def predict_response(page):
+    """Context manager: the page's next predict response (to compare the error box with)."""
+    return page.expect_response(lambda r: "/predict" in r.url and r.request.method == "POST")
+
+
+@pytest.mark.parametrize("task", ["sentiment", "ner", "translation", "lm"])
+def test_blank_text_shows_the_api_error(page, served, task):
     base, _ = served
-    status, body = post(base, "ner", {"input": "", "options": {}})
+    status, body = post(base, task, {"input": "   ", "options": {}})
     assert 400 <= status < 500 and body["error"]
-    section = panel(page, "ner")
-    section.locator("textarea[data-role=input]").fill("")
-    run(section, state="error")
+    section = panel(page, task)
+    section.locator("textarea[data-role=input]").fill("   ")
+    with predict_response(page) as answer:
+        run(section, state="error")
+    assert 400 <= answer.value.status < 500
     error = section.locator("[data-role=error]")
-    assert error.is_visible() and error.inner_text() == body["error"]
-    assert section.locator("[data-role=output] mark.entity").count() == 0
+    assert error.is_visible() and error.inner_text() == answer.value.json()["error"] == body["error"]
+    assert section.locator("[data-role=output]").inner_text() == ""
     # The next good request clears the error box.
-    section.locator("textarea[data-role=input]").fill("Angela Merkel visited Paris .")
+    section.locator("textarea[data-role=input]").fill("the film")
     run(section)
     assert not error.is_visible()
+
+
+def test_speech_upload_that_is_not_audio_shows_the_api_error(page, tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_bytes(b"not audio at all " * 50)
+    section = panel(page, "speech")
+    section.locator("input[type=file][data-role=file]").set_input_files(str(bad))
+    with predict_response(page) as answer:
+        run(section, state="error")
+    assert answer.value.status == 400
+    error = section.locator("[data-role=error]")
+    assert error.is_visible() and error.inner_text() == answer.value.json()["error"]
+    screenshot(section, "speech-error")
 
 
 def test_translation_with_attention_heatmap(page, served):
