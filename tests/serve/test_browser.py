@@ -294,6 +294,12 @@ def test_translation_with_attention_heatmap(page, served):
     finish(section)
     assert section.locator("[data-role=heatmap]").count() == 0
     assert section.locator("[data-role=translation]").inner_text() == expected["text"]
+    # The beam size starts at the model's default and is sent with the request.
+    beam = section.locator("input[data-role=beam_size]")
+    assert int(beam.input_value()) == pipes["translation"].model.parse_options({})["beam_size"]
+    beam.fill("1")
+    run(section)
+    assert section.locator("[data-role=translation]").inner_text() == predict(pipes["translation"], text, beam_size=1)
 
 
 def test_speech_file_upload(page, served):
@@ -304,6 +310,20 @@ def test_speech_file_upload(page, served):
     expected = predict(pipes["speech"], str(WAV))
     assert section.locator("[data-role=transcript]").inner_text() == expected
     screenshot(section, "speech")
+    # The decoder choice goes with the upload (as the multipart form's "options" field).
+    decoder = section.locator("select[data-role=decoder]")
+    assert decoder.input_value() == pipes["speech"].model.parse_options({})["decoder"]
+    decoder.select_option("beam")
+    run(section)
+    assert section.locator("[data-role=transcript]").inner_text() == predict(pipes["speech"], str(WAV), decoder="beam")
+    # A beam size the task refuses comes back as the API's message: the options reached the server.
+    beam = section.locator("input[data-role=beam_size]")
+    beam.fill("0")
+    with predict_response(page) as answer:
+        run(section, state="error")
+    message = answer.value.json()["error"]
+    assert answer.value.status == 400 and "beam_size" in message
+    assert section.locator("[data-role=error]").inner_text() == message
 
 
 def test_speech_record_button_sends_16khz_samples(page, served):

@@ -10,6 +10,7 @@
  *   NER mark.entity[data-type]; sentiment [data-role=label], [data-role=score-bar][data-label]
  *   translation [data-role=translation], input[data-role=attention], [data-role=heatmap]
  *   speech [data-role=transcript]; LM [data-role=generated], input[data-role=temperature|top_k|max_tokens]
+ *   options of the model: [data-role=OPTION] (translation beam_size; speech decoder (a select), beam_size)
  */
 "use strict";
 
@@ -300,10 +301,14 @@
       attention = el("input", { type: "checkbox", id, dataset: { role: "attention" } });
       shell.controls.append(el("div", { class: "check" }, attention, el("label", { for: id }, "show attention")));
     }
+    const box = el("div", { class: "options" });
+    const beam = optionField(box, info, "beam_size", "Beam size");
+    if (beam) shell.controls.append(box);
     let last = null; // the input of the last run: ticking the box reruns it with or without attention
     const go = (text) => {
       last = text;
-      const options = attention && attention.checked ? { return_attention: true } : {};
+      const options = readOptions(info, { beam_size: beam });
+      if (attention && attention.checked) options.return_attention = true;
       runPanel(shell, () => postJson(info.name, text, options), (p) => renderTranslation(shell.output, p));
     };
     shell.form.addEventListener("submit", (event) => {
@@ -394,9 +399,15 @@
     const record = el("button", { type: "button", class: "record", dataset: { role: "record" }, "aria-pressed": "false" }, "● Record");
     const note = el("p", { class: "muted small", dataset: { role: "record-note" } });
     const player = el("audio", { controls: true, hidden: true, class: "player" });
+    const box = el("div", { class: "options" });
+    const decoding = {
+      decoder: optionField(box, info, "decoder", "Decoder"),
+      beam_size: optionField(box, info, "beam_size", "Beam size"),
+    };
     shell.controls.append(
       el("label", { for: fileId }, "Audio file (WAV, FLAC or Ogg)"), file,
       el("div", { class: "record-row" }, record, note), player,
+      box.childElementCount ? box : null,
     );
     let clip = null; // {kind: "file", file} or {kind: "samples", samples}
     const setPlayer = (blob) => {
@@ -467,12 +478,13 @@
         if (!text) shell.output.append(el("p", { class: "muted small" }, "(empty transcript)"));
       };
       let request;
+      const options = readOptions(info, decoding);
       if (clip && clip.kind === "samples") {
         const samples = clip.samples;
-        request = () => postJson(info.name, { samples, sample_rate: SAMPLE_RATE }, {});
+        request = () => postJson(info.name, { samples, sample_rate: SAMPLE_RATE }, options);
       } else if (clip && clip.kind === "file") {
         const chosen = clip.file;
-        request = () => postFile(info.name, chosen, {});
+        request = () => postFile(info.name, chosen, options);
       } else {
         request = () => Promise.reject(new ApiError("Choose an audio file or record a clip first."));
       }
@@ -481,44 +493,67 @@
     return shell.section;
   }
 
-  // -- language model ---------------------------------------------------------------------------
-  function numberInput(shell, info, name, labelText, step) {
+  // -- per-call options (from the model's "options" in api/models) ------------------------------------
+  const isInteger = (option) => /^int/.test(String(option.type));
+
+  /** A labelled control for one option of the model: a select of its choices or a number input
+   * starting at its default (empty: the default). null where the model has no such option. */
+  function optionField(container, info, name, labelText) {
     const option = info.options && info.options[name];
     if (!option) return null;
     const id = nextId(name);
-    const input = el("input", {
-      type: "number", id, name, dataset: { role: name }, step,
-      min: option.low ?? (name === "temperature" ? 0 : null), max: option.high ?? null,
-      placeholder: option.default === null || option.default === undefined ? "none" : null,
-      inputmode: step === 1 ? "numeric" : "decimal",
-    });
-    if (option.default !== null && option.default !== undefined) input.value = String(option.default);
+    const hasDefault = option.default !== null && option.default !== undefined;
+    let input;
+    if (Array.isArray(option.choices) && option.choices.length) {
+      input = el("select", { id, name, dataset: { role: name } },
+        option.choices.map((choice) => el("option", { value: String(choice) }, String(choice))));
+      if (hasDefault) input.value = String(option.default);
+    } else {
+      const integer = isInteger(option);
+      input = el("input", {
+        type: "number", id, name, dataset: { role: name }, step: integer ? 1 : 0.1,
+        min: option.low ?? (name === "temperature" ? 0 : null), max: option.high ?? null,
+        placeholder: hasDefault ? null : "none", inputmode: integer ? "numeric" : "decimal",
+      });
+      if (hasDefault) input.value = String(option.default);
+    }
     const hint = option.doc ? el("small", { class: "muted", id: `${id}-hint` }, option.doc) : null;
     if (hint) input.setAttribute("aria-describedby", hint.id);
-    shell.controls.querySelector(".options").append(el("div", { class: "field" }, el("label", { for: id }, labelText), input, hint));
+    container.append(el("div", { class: "field" }, el("label", { for: id }, labelText), input, hint));
     return input;
   }
 
+  /** The request's options from the controls; the server checks the values (its message shows in the error box). */
+  function readOptions(info, inputs) {
+    const options = {};
+    for (const [name, input] of Object.entries(inputs)) {
+      if (!input) continue;
+      const option = info.options[name];
+      if (input.tagName === "SELECT") {
+        options[name] = option.choices[input.selectedIndex];
+        continue;
+      }
+      const raw = input.value.trim();
+      if (raw === "") continue; // empty: the model's default
+      options[name] = isInteger(option) && /^-?\d+$/.test(raw) ? Number.parseInt(raw, 10) : Number(raw);
+    }
+    return options;
+  }
+
+  // -- language model ---------------------------------------------------------------------------
   function lmPanel(info) {
     const shell = panelShell(info);
     const textarea = textInput(shell, "Prompt", EXAMPLES.lm);
-    shell.controls.append(el("div", { class: "options" }));
+    const box = el("div", { class: "options" });
+    shell.controls.append(box);
     const inputs = {
-      temperature: numberInput(shell, info, "temperature", "Temperature", 0.1),
-      top_k: numberInput(shell, info, "top_k", "Top-k", 1),
-      max_tokens: numberInput(shell, info, "max_tokens", "Max tokens", 1),
+      temperature: optionField(box, info, "temperature", "Temperature"),
+      top_k: optionField(box, info, "top_k", "Top-k"),
+      max_tokens: optionField(box, info, "max_tokens", "Max tokens"),
     };
     shell.form.addEventListener("submit", (event) => {
       event.preventDefault();
-      const options = {};
-      for (const [name, input] of Object.entries(inputs)) {
-        if (!input) continue;
-        const option = info.options[name];
-        const raw = input.value.trim();
-        if (raw === "") continue; // empty: the model's default
-        // The server checks the value (and answers with a message the error box shows).
-        options[name] = /^int/.test(String(option.type)) && /^-?\d+$/.test(raw) ? Number.parseInt(raw, 10) : Number(raw);
-      }
+      const options = readOptions(info, inputs);
       runPanel(shell, () => postJson(info.name, textarea.value, options), (p) => {
         const full = typeof p === "string" ? p : String(p?.text ?? "");
         const continuation = typeof p?.continuation === "string" ? p.continuation : "";
