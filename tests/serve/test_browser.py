@@ -36,6 +36,7 @@ WAV = REPO / "corpora" / "speech" / "wavs" / "utt0004.wav"
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
     # A microphone for the record button: Chromium's fake device, playing a clip of the corpus.
     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
     f"--use-file-for-fake-audio-capture={WAV}",
@@ -150,6 +151,7 @@ def finish(section, state: str = "done") -> None:
 def screenshot(section, task: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     section.scroll_into_view_if_needed()
+    section.page.mouse.move(0, 0)  # no hover effects in the picture
     section.screenshot(path=str(SCREENSHOTS / f"{task}.png"))
 
 
@@ -184,7 +186,7 @@ def test_one_panel_per_served_model(page, served):
         assert section.get_attribute("data-state") == "idle"
         assert section.locator("button[data-role=run]").is_visible()
         # Every input has a visible label.
-        for field in section.locator("textarea, input").all():
+        for field in section.locator("textarea, input, select").all():
             field_id = field.get_attribute("id")
             assert field_id and section.locator(f'label[for="{field_id}"]').count() == 1, field_id
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
