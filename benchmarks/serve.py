@@ -1,0 +1,293 @@
+"""``seqlab serve`` under load: latency and throughput with dynamic batching on and off.
+
+    python benchmarks/serve.py [--clients 32] [--seconds 6] [--rounds 2] [--max-requests 2000] [--threads 1]
+
+Three models are trained quickly (a time budget each; their accuracy does not matter here,
+their size does) and served by one ``seqlab serve`` process (uvicorn, a subprocess of this
+script, ``OMP_NUM_THREADS`` = ``--threads``):
+
+* **ner**: the CoNLL-2003 benchmark's tagger (benchmarks/ner.py: BiLSTM 200 per direction,
+  char-CNN, CRF, IOBES; no word2vec) trained on the first ``--ner-train`` sentences of
+  ``$SEQLAB_CORPORA/ner/conll2003/train.txt``; requests are ``valid.txt`` sentences as text.
+* **sentiment**: pipelines/sentiment.yaml's BiLSTM on the first ``--sentiment-train`` rows of
+  ``$SEQLAB_CORPORA/sentiment/sst2/train.tsv``; requests are SST-2 dev sentences.
+* **speech**: pipelines/speech.yaml's CNN-BiLSTM-CTC (beam search) on the project's corpus
+  ``corpora/speech``; requests upload its wav files (multipart/form-data), as the demo page does.
+
+Two servers run side by side, one batching (``--max-batch 32 --max-wait-ms 5``) and one not
+(``--no-batching``). Each model is driven by ``--clients`` concurrent clients (asyncio; one
+``httpx.AsyncClient`` each, one request at a time, one input per request) for ``--seconds``
+or ``--max-requests`` requests, whichever ends first, against each server; then NER by a
+single client sending one request after another (the batch-1 loop). The settings take turns
+for ``--rounds`` rounds, so that the load of a shared machine falls on all alike; the figures
+pool the rounds (requests/s over their total time, p50/p99 of all requests).
+``ner_dynamic_batching_speedup`` is NER requests/s with batching under ``--clients`` clients
+over requests/s of the batch-1 loop against the server without batching; the bar is >= 5.
+
+About 4 minutes with the defaults (training 3 × 30 s, then 2 rounds of load).
+Writes ``benchmarks/results/serve.json``; the models are saved under ``runs/benchmarks/serve/``.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, RUNS, corpora_dir, write_results  # noqa: E402
+
+OUT = RUNS / "serve"
+NER_MODEL = {"embedding_dim": 100, "lowercase": True, "normalize_numbers": True, "char_encoder": "cnn",
+             "char_embedding_dim": 30, "char_hidden_size": 30, "char_kernel": 3, "hidden_size": 200, "num_layers": 1,
+             "dropout": 0.5, "word_dropout": 0.05, "decoder": "crf"}
+
+
+# -- models ------------------------------------------------------------------------------------
+def _fit_and_save(recipe, output: Path) -> dict:
+    from seqlab.core.config import to_dict
+
+    pipe = recipe.build()
+    train, dev = recipe.datasets()
+    start = time.perf_counter()
+    result = pipe.fit(train, dev, recipe.train)
+    metrics = pipe.evaluate(dev) if dev is not None else {}
+    pipe.save(output, meta={"recipe": to_dict(recipe), "summary": {"task": recipe.task, "dev": metrics, "steps": result.steps}})
+    return {"train_s": round(time.perf_counter() - start, 1), "train_examples": len(train), "dev": metrics}
+
+
+def train_models(args) -> dict:
+    import torch
+
+    from seqlab.recipe import load_recipe
+
+    corpora = corpora_dir()
+    conll = corpora / "ner" / "conll2003"
+    sst2 = corpora / "sentiment" / "sst2"
+    quiet = {"progress": "off"}
+    recipes = {
+        "ner": load_recipe(data={
+            "task": "ner", "data": {"train": str(conll / "train.txt"), "dev": str(conll / "valid.txt"), "scheme": "IOB2",
+                                    "token_column": 0, "tag_column": -1, "limit_train": args.ner_train},
+            "scheme": "IOBES", "model": NER_MODEL,
+            "train": {"epochs": 50, "batch_size": 32, "lr": 1e-3, "clip_norm": 5.0, "seed": 1,
+                      "time_budget_s": args.train_s, **quiet},
+            "output": str(OUT / "ner"), "device": "cpu", "examples": []}),
+        "sentiment": load_recipe(REPO / "pipelines" / "sentiment.yaml", [
+            f"data.train={sst2 / 'train.tsv'}", f"data.dev={sst2 / 'dev.tsv'}", f"data.limit_train={args.sentiment_train}",
+            f"train.time_budget_s={args.train_s}", "train.progress=off", f"output={OUT / 'sentiment'}", "device=cpu"]),
+        "speech": load_recipe(REPO / "pipelines" / "speech.yaml", [
+            f"train.time_budget_s={args.train_s}", "train.progress=off", f"output={OUT / 'speech'}", "device=cpu"]),
+    }
+    info = {}
+    for name, recipe in recipes.items():
+        torch.manual_seed(0)
+        print(f"training {name} for up to {args.train_s:g} s …", flush=True)
+        info[name] = _fit_and_save(recipe, OUT / name)
+        print(f"  {name}: {info[name]['train_examples']} examples, {info[name]['train_s']} s, dev "
+              + ", ".join(f"{k} {v:.3g}" for k, v in list(info[name]["dev"].items())[:3]), flush=True)
+    return info
+
+
+def request_inputs(limit: int = 2000) -> dict[str, list]:
+    """What the clients send: NER and sentiment texts, speech wav files (bytes)."""
+    corpora = corpora_dir()
+    sentences, tokens = [], []
+    for line in (corpora / "ner" / "conll2003" / "valid.txt").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if tokens:
+                sentences.append(" ".join(tokens))
+                tokens = []
+            continue
+        tokens.append(line.split()[0])
+    rows = (corpora / "sentiment" / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()
+    header = rows[0].split("\t")
+    column = header.index("sentence") if "sentence" in header else 0
+    reviews = [r.split("\t")[column] for r in rows[1:] if r.strip()]
+    wavs = sorted((REPO / "corpora" / "speech" / "wavs").glob("*.wav"))
+    rng = random.Random(0)
+    rng.shuffle(sentences)
+    rng.shuffle(reviews)
+    return {"ner": sentences[:limit], "sentiment": reviews[:limit], "speech": [(p.name, p.read_bytes()) for p in wavs[:200]]}
+
+
+# -- the server --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``seqlab serve`` in a subprocess (this script's own child; stopped by its pid)."""
+
+    def __init__(self, batching: bool, threads: int, max_batch: int, max_wait_ms: float) -> None:
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        models = [f"{name}={OUT / name}" for name in ("ner", "sentiment", "speech")]
+        command = [sys.executable, "-m", "seqlab", "serve", *models, "--port", str(self.port), "--device", "cpu",
+                   "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), *([] if batching else ["--no-batching"])]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
+        self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        print(self.proc.stdout.readline().strip(), flush=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(self.url + "/health", timeout=5).raise_for_status()
+                return
+            except httpx.TransportError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit("the server did not start")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- the clients -------------------------------------------------------------------------------
+async def drive(url: str, name: str, inputs: list, clients: int, seconds: float, max_requests: int) -> dict:
+    """``clients`` concurrent clients, one request at a time each, until ``seconds`` or ``max_requests``.
+
+    Each client is its own ``httpx.AsyncClient`` with one connection, as independent callers
+    are: one shared pool of 32 connections costs httpcore a scan of every connection per
+    request, which made the *client* the bottleneck (about 70 requests/s of ``/health`` here).
+    """
+    import ssl
+
+    import httpx
+
+    endpoint = f"{url}/api/models/{name}/predict"
+    context = ssl.create_default_context()  # built once: each client would load the CA file again
+    pool = [httpx.AsyncClient(limits=httpx.Limits(max_connections=1), timeout=120, verify=context, trust_env=False)
+            for _ in range(clients)]
+
+    async def send(client, i: int):
+        x = inputs[i % len(inputs)]
+        if name == "speech":
+            return await client.post(endpoint, files={"file": (x[0], x[1], "audio/wav")})
+        return await client.post(endpoint, json={"input": x})
+
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    try:
+        # Warm-up: connections opened, first batches run.
+        await asyncio.gather(*(send(client, i) for i, client in enumerate(pool) for _ in range(2)))
+        start = time.perf_counter()
+        end = start + seconds
+
+        async def client_loop(client) -> None:
+            nonlocal issued, errors
+            while issued < max_requests and time.perf_counter() < end:
+                i = issued
+                issued += 1
+                t = time.perf_counter()
+                try:
+                    answer = await send(client, i)
+                    errors += answer.status_code != 200
+                except httpx.TransportError:  # counted, not retried
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - t)
+
+        await asyncio.gather(*(client_loop(client) for client in pool))
+        wall = time.perf_counter() - start
+    finally:
+        for client in pool:
+            await client.aclose()
+    return {"latencies": latencies, "errors": errors, "wall_s": wall}
+
+
+def summarise(parts: list[dict]) -> dict:
+    """The runs of one setting pooled: requests/s over their total time, latency percentiles of all requests."""
+    latencies = sorted(x for part in parts for x in part["latencies"])
+    wall = sum(part["wall_s"] for part in parts)
+
+    def pct(q: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2) if latencies else float("nan")
+
+    return {"requests": len(latencies), "errors": sum(part["errors"] for part in parts), "wall_s": round(wall, 2),
+            "requests_per_s": round(len(latencies) / wall, 1), "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+
+
+def main() -> None:
+    import argparse
+
+    # httpcore imports sniffio at every lock it takes; where sniffio is not installed, each
+    # failed import searches sys.path again. None in sys.modules fails it at once (the same
+    # outcome: asyncio). Only the clients use httpx; the server does not.
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--seconds", type=float, default=6.0, help="each load run's time limit (default 6)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of every setting, taking turns (default 2)")
+    p.add_argument("--max-requests", type=int, default=2000, help="each load run's request limit (default 2000)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads of trainer and server (default 1)")
+    p.add_argument("--train-s", type=float, default=30.0, help="training budget per model in seconds (default 30)")
+    p.add_argument("--ner-train", type=int, default=3000, help="CoNLL-2003 training sentences (default 3000)")
+    p.add_argument("--sentiment-train", type=int, default=5000, help="SST-2 training rows (default 5000)")
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--skip-training", action="store_true", help="serve the models of an earlier run (runs/benchmarks/serve)")
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    wall_start = time.perf_counter()
+    trained = {} if args.skip_training else train_models(args)
+    inputs = request_inputs()
+    # Both servers run side by side, and the settings take turns round after round, so that a
+    # change in the machine's load (it is shared) falls on all of them alike.
+    parts: dict[str, list[dict]] = {}
+    servers = {mode: Server(mode == "batching", args.threads, args.max_batch, args.max_wait_ms)
+               for mode in ("batching", "no_batching")}
+    try:
+        for round_ in range(1, args.rounds + 1):
+            plan = [(name, mode, args.clients) for name in ("ner", "sentiment", "speech") for mode in servers]
+            # One client, one request after another: the batch-1 loop (and the same on the batching server).
+            plan += [("ner", mode, 1) for mode in servers]
+            for name, mode, clients in plan:
+                key = f"{name}_{mode}" if clients > 1 else f"{name}_sequential_{mode}"
+                part = asyncio.run(drive(servers[mode].url, name, inputs[name], clients, args.seconds, args.max_requests))
+                parts.setdefault(key, []).append(part)
+                brief = summarise([part])
+                print(f"round {round_}  {name:9} {mode:11} {clients:2} client(s): {brief['requests_per_s']:7.1f} requests/s, "
+                      f"p50 {brief['p50_ms']:7.1f} ms, p99 {brief['p99_ms']:7.1f} ms, errors {brief['errors']}", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+    runs = {key: summarise(value) for key, value in parts.items()}
+
+    metrics: dict[str, float] = {}
+    for key, figures in runs.items():
+        for figure in ("requests_per_s", "p50_ms", "p99_ms"):
+            metrics[f"{key}_{figure}"] = figures[figure]
+    metrics["ner_dynamic_batching_speedup"] = round(
+        runs["ner_batching"]["requests_per_s"] / runs["ner_sequential_no_batching"]["requests_per_s"], 2)
+    metrics["ner_batching_vs_no_batching_speedup"] = round(
+        runs["ner_batching"]["requests_per_s"] / runs["ner_no_batching"]["requests_per_s"], 2)
+    metrics["errors"] = sum(f["errors"] for f in runs.values())
+    settings = {**vars(args), "runs": runs, "trained": trained, "corpora": {
+        "ner": "$SEQLAB_CORPORA/ner/conll2003 (train: first --ner-train sentences; requests: valid.txt sentences)",
+        "sentiment": "$SEQLAB_CORPORA/sentiment/sst2 (train: first --sentiment-train rows; requests: dev.tsv)",
+        "speech": "corpora/speech (pipelines/speech.yaml; requests: wav uploads of corpora/speech/wavs)"}}
+    write_results("serve", metrics, settings, budget_s=args.train_s * 3, wall_s=time.perf_counter() - wall_start,
+                  device=torch.device("cpu"))
+
+
+if __name__ == "__main__":
+    main()
