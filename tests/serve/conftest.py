@@ -32,9 +32,10 @@ TINY_RECIPES = {
         "task": "sentiment", "data": {"limit_train": 200}, "model": {"embedding_dim": 16, "hidden_size": 16},
         "train": {"epochs": 2, "batch_size": 16, **QUIET}},
     "ner": lambda: {
-        "task": "ner", "data": {"limit_train": 60},
+        # Enough to tag some entities (the demo-page test needs marks to compare), ~2 s.
+        "task": "ner", "data": {"limit_train": 200},
         "model": {"embedding_dim": 8, "hidden_size": 8, "char_embedding_dim": 4, "char_hidden_size": 4},
-        "train": {"epochs": 1, "batch_size": 8, **QUIET}},
+        "train": {"epochs": 4, "batch_size": 8, **QUIET}},
     "translation": lambda: {
         "task": "translation", "data": {"limit_train": 60},
         "subwords": {"vocab_size": 120, "hard_vocab_limit": False},
