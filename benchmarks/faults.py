@@ -364,14 +364,7 @@ def save_kills(a, b, fa: str, fb: str, work: Path, random_kills: int, seed: int)
         a.save(folder)
 
         def die_at_step(k=k, folder=folder):
-            steps = []
-
-            def crash(name):
-                steps.append(name)
-                if len(steps) == k:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-            files._crash_point = crash
+            files.kill_at_step(k)
             b.save(folder)
 
         _, status = os.waitpid(_fork(die_at_step), 0)

@@ -2,12 +2,12 @@
 character unseen in training stopped training after epoch 1, called a 'training example')."""
 from __future__ import annotations
 
-import csv
 import warnings
 
 import pytest
 import torch
 
+from corpus_clips import speech_clips
 from seqlab.core.errors import DataError
 from seqlab.recipe import load_recipe
 from seqlab.train import Trainer
@@ -16,17 +16,6 @@ SMALL_CNN = [
     {"channels": 4, "kernel": 3, "stride": [2, 2], "padding": 1, "norm": "layer", "activation": "leaky_relu"},
     {"channels": 4, "kernel": 3, "stride": [2, 1], "padding": 1, "norm": "layer", "activation": "leaky_relu"},
 ]
-
-
-def _speech_clips(repo, wanted):
-    root = repo / "corpora" / "speech"
-    with open(root / "train.tsv", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    picked = {}
-    for row in rows:
-        if row["text"] in wanted and row["text"] not in picked:
-            picked[row["text"]] = str(root / row["file"])
-    return [picked[t] for t in wanted]
 
 
 def _speech_recipe(epochs=1):
@@ -51,7 +40,7 @@ def no_training(monkeypatch):
 
 def test_a_dev_transcript_with_an_unseen_character_fails_before_training(repo, no_training):
     texts = ["two", "no", "eight", "go back"]  # labels: ' ', a, b, c, e, g, h, i, k, n, o, t, w
-    paths = _speech_clips(repo, texts)
+    paths = speech_clips(repo, texts)
     recipe = _speech_recipe()
     pipe = recipe.build(texts)
     dev = {"audio": paths[:3], "text": ["two", "eight", "zero"]}  # 'z', 'r' are not labels
@@ -64,7 +53,7 @@ def test_a_dev_transcript_with_an_unseen_character_fails_before_training(repo, n
 
 def test_a_clean_dev_set_trains_one_epoch_and_is_evaluated(repo):
     texts = ["two", "no", "eight", "go back"]
-    paths = _speech_clips(repo, texts)
+    paths = speech_clips(repo, texts)
     recipe = _speech_recipe()
     pipe = recipe.build(texts)
     torch.manual_seed(0)
@@ -78,7 +67,7 @@ def test_evaluation_names_an_unencodable_row_as_evaluation_data(repo):
     """The dev CTC loss (the WER tiebreak) needs label ids; on evaluation data with an unknown
     character it must not call the row a training example."""
     texts = ["two", "no", "eight", "go back"]
-    paths = _speech_clips(repo, texts)
+    paths = speech_clips(repo, texts)
     recipe = _speech_recipe()
     pipe = recipe.build(texts)
     with warnings.catch_warnings():

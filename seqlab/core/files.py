@@ -615,6 +615,25 @@ _steps_taken = 0
 KILL_ENV = "SEQLAB_TEST_KILL_SAVE_AT"
 
 
+def kill_at_step(count: int) -> list[str]:
+    """For fault tests: this process SIGKILLs itself at the ``count``-th step of its saves from now.
+
+    Returns the list the names of the steps taken are appended to. Call it in a forked child.
+    """
+    import signal
+
+    global _crash_point
+    steps: list[str] = []
+
+    def crash(name: str) -> None:
+        steps.append(name)
+        if len(steps) == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _crash_point = crash
+    return steps
+
+
 def _step(name: str) -> None:
     """A point between two steps of a save, where a test may kill the process."""
     global _steps_taken

@@ -4,7 +4,7 @@ Reproduction: a crash between the two renames of the old save left only hidden
 ``.X.old-PID`` / ``.X.tmp-*`` folders, the model folder gone, and nothing recovered them.
 
 Each test forks a process that saves model B over model A and SIGKILLs itself at the k-th
-step of the save (``seqlab.core.files._crash_point``), for every k until the save completes;
+step of the save (``seqlab.core.files.kill_at_step``), for every k until the save completes;
 after each crash the folder must load as exactly A or exactly B, and the next save must
 finish or discard the interrupted one and leave no hidden leftovers.
 """
@@ -39,14 +39,7 @@ def _save_and_die_at(pipe, folder, k: int) -> bool:
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
-            steps = []
-
-            def crash(name):
-                steps.append(name)
-                if len(steps) == k:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-            files._crash_point = crash
+            files.kill_at_step(k)
             pipe.save(folder)
             os._exit(0)
         except BaseException:  # noqa: BLE001

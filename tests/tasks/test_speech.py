@@ -1,5 +1,4 @@
 """Speech task: the CNN → BiRNN → CTC model, the pipeline on audio, bad input, save/load, the recipe."""
-import csv
 import dataclasses
 import warnings
 
@@ -9,6 +8,7 @@ import soundfile as sf
 import torch
 
 import seqlab
+from corpus_clips import speech_clips
 from seqlab.core.errors import ConfigError, DataError, InputError
 from seqlab.recipe import load_recipe
 from seqlab.tasks.speech import (
@@ -21,17 +21,6 @@ SMALL_CNN = [
     {"channels": 8, "kernel": 3, "stride": [2, 2], "padding": 1, "norm": "layer", "activation": "leaky_relu"},
     {"channels": 8, "kernel": 3, "stride": [2, 1], "padding": 1, "norm": "layer", "activation": "leaky_relu"},
 ]
-
-
-def _corpus_clips(repo, wanted):
-    root = repo / "corpora" / "speech"
-    with open(root / "train.tsv", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    picked = {}
-    for row in rows:
-        if row["text"] in wanted and row["text"] not in picked:
-            picked[row["text"]] = str(root / row["file"])
-    return [picked[t] for t in wanted], list(wanted)
 
 
 def _recipe(**model):
@@ -51,7 +40,7 @@ def _recipe(**model):
 def trained(request):
     repo = request.config.rootpath
     torch.manual_seed(0)
-    paths, texts = _corpus_clips(repo, WANTED)
+    paths, texts = speech_clips(repo, WANTED), list(WANTED)
     recipe = _recipe()
     pipe = recipe.build(texts)
     with warnings.catch_warnings():
@@ -122,7 +111,8 @@ def test_labels_come_from_the_recipe_or_default_to_letters():
 
 def test_a_tiny_character_model_overfits_a_few_clips(repo):
     torch.manual_seed(0)
-    paths, texts = _corpus_clips(repo, ["two", "no", "eight", "go back"])
+    texts = ["two", "no", "eight", "go back"]
+    paths = speech_clips(repo, texts)
     recipe = _recipe(unit="char", hidden_size=48)
     pipe = recipe.build(texts)
     assert pipe.model_config.tokens == collect_tokens(texts) == [" ", "a", "b", "c", "e", "g", "h", "i", "k", "n", "o", "t", "w"]
