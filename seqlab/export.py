@@ -121,6 +121,11 @@ class TorchScriptNetwork:
 
 
 # -- export ------------------------------------------------------------------------------------
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -145,9 +150,15 @@ def _write_onnx(net: nn.Module, example: tuple, inputs: list[str], outputs: list
         torch.onnx.export(net, example, str(target), dynamo=False, input_names=inputs, output_names=outputs,
                           dynamic_axes={k: v for k, v in axes.items() if k in inputs or k in outputs}, opset_version=OPSET)
     if int8:
+        import logging
+
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(target), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=INT8_ONNX_OPS)
+        logging.disable(logging.WARNING)  # its advice to pre-process goes to the root logger, on every call
+        try:
+            quantize_dynamic(str(target), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=INT8_ONNX_OPS)
+        finally:
+            logging.disable(logging.NOTSET)
         target.unlink()
     onnx.checker.check_model(str(path))
 
@@ -213,10 +224,16 @@ def export_pipeline(source: str | Path, output: str | Path, fmt: str = "onnx", i
             (tmp / sub).mkdir(parents=True)
             stage.save_state(tmp / sub)
             config["stages"].append({**stage.to_config(), "dir": sub})
-        if fmt == "onnx":
-            _write_onnx(net, args, inputs, outputs, axes, tmp / network_file, int8)
-        else:
-            _write_torchscript(net, args, tmp / network_file)
+        try:
+            if fmt == "onnx":
+                _write_onnx(net, args, inputs, outputs, axes, tmp / network_file, int8)
+            else:
+                _write_torchscript(net, args, tmp / network_file)
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:  # the exporter's own failures
+            other = FORMATS[1 - FORMATS.index(fmt)]
+            raise InputError(
+                f"the {fmt} exporter cannot export this {pipe.task} network ({_first_line(err)}); try --format {other}"
+            ) from None
         if decoder:
             from safetensors.torch import save_file
 

@@ -565,7 +565,8 @@ class SpeechModel(TaskModel):
                 size = int(batch["features"].shape[0])
                 batch = {k: v.to(device) for k, v in batch.items()}
                 # The network through run_network, so an exported pipeline reports the same loss.
-                log_probs, out_lengths = self._inference_log_probs(batch["features"], batch["features_lengths"])
+                with torch.no_grad():
+                    log_probs, out_lengths = self._inference_log_probs(batch["features"], batch["features_lengths"])
                 result = ctc_loss(log_probs, out_lengths, batch["targets"], batch["targets_lengths"], self.config.ctc_reduction)
                 total += float(result.loss) * size
                 count += size
