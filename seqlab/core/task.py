@@ -27,6 +27,9 @@ member                 called by                        does
 processed``            Trainer's dev evaluation         decode, then ``metrics``)
 ``selection_*``,       the Trainer                      which dev metric picks the best weights;
 ``tiebreak_metrics``                                    a metric that breaks its ties
+``network_outputs``,   ``run_network``, ``seqlab        the exportable tensor-in/tensor-out network;
+``run_network``        export``; decoding               decoding calls ``run_network`` (the exported
+                                                        network when loaded from an export)
 training section       the Trainer                      batching (``train_batches``, default in
                                                         ``data/collate``), optional TBPTT state,
                                                         an optional custom optimisation step

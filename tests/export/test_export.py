@@ -270,3 +270,18 @@ def test_cli_export_then_predict(saved, tmp_path, capsys):
     assert err.startswith("seqlab export:") and "\n" not in err
     assert cli_main(["export", str(tmp_path / "nothing"), "--format", "onnx", "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_eval_reads_data_as_the_source_recipe_did(tmp_path, capsys):
+    """The artefact keeps the source's recipe (meta), so `seqlab eval` reads the same data format."""
+    settings, _ = TINY["sentiment"](tmp_path / "model")
+    run_recipe(load_recipe(data=settings))
+    out = tmp_path / "model-onnx"
+    assert cli_main(["export", str(tmp_path / "model"), "--format", "onnx"]) == 0
+    assert out.is_dir()
+    capsys.readouterr()
+    dev = "corpora/sentiment/dev.tsv"
+    assert cli_main(["eval", str(tmp_path / "model"), dev, "--json"]) == 0
+    eager = json.loads(capsys.readouterr().out)
+    assert cli_main(["eval", str(out), dev, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == pytest.approx(eager, abs=1e-4)
