@@ -254,10 +254,12 @@ class TaskModel(nn.Module):
         """The exportable network: named input tensors → named output tensors (no Python values out)."""
         raise NotImplementedError(f"the {self.task} task declares no exportable network")
 
-    def example_network_inputs(self) -> dict[str, torch.Tensor]:
+    def example_network_inputs(self, variant: int = 0) -> dict[str, torch.Tensor]:
         """Inputs to trace :meth:`network_outputs` with, in the order the exported graph takes them.
 
-        Lengths must differ within the batch, so that a trace takes the padded path.
+        Lengths must differ within the batch, so that a trace takes the padded path. ``variant=1``
+        gives a batch of another size and other lengths, on which the export checks that the
+        exported network did not keep the traced shapes.
         """
         raise NotImplementedError(f"the {self.task} task declares no exportable network")
 

@@ -371,12 +371,14 @@ class NERModel(TaskModel):
         """``{"emissions": (B, T, tags)}`` of ``input_ids``, ``input_ids_lengths`` (and ``char_ids``, ``char_lengths``)."""
         return {"emissions": self.emissions(inputs)[0]}
 
-    def example_network_inputs(self) -> dict[str, Tensor]:
-        top = self.config.vocab_size - 1
-        ids = torch.tensor([[4, 5, 6, 7], [min(8, top), 4, 0, 0]], dtype=torch.long).clamp(max=top)
-        ids[1, 2:] = self.config.pad_id
-        tokens = [["Ab", "cd", "Efg", "h"], ["Ij", "k"]]
-        inputs = {"input_ids": ids, "input_ids_lengths": torch.tensor([4, 2])}
+    def example_network_inputs(self, variant: int = 0) -> dict[str, Tensor]:
+        tokens = [["Ab", "cd", "Efg", "h"], ["Ij", "k"]] if variant == 0 else \
+            [["Lm", "n"], ["Op", "qr", "St", "u", "Vw", "xyz"], ["Z"]]
+        generator = torch.Generator().manual_seed(variant)
+        lengths = torch.tensor([len(t) for t in tokens])
+        ids = torch.randint(4, max(self.config.vocab_size, 5), (len(tokens), int(lengths.max())), generator=generator)
+        ids = ids.clamp(max=self.config.vocab_size - 1).masked_fill(~lengths_to_mask(lengths, ids.shape[1]), self.config.pad_id)
+        inputs = {"input_ids": ids, "input_ids_lengths": lengths}
         if self.char_encoder is not None:
             inputs["char_ids"], inputs["char_lengths"] = self._chars(tokens, torch.device("cpu"))
         return inputs

@@ -151,11 +151,14 @@ class SentimentModel(WordClassifier):
         """``{"logits": (B, labels)}`` of ``input_ids`` and ``input_ids_lengths``."""
         return {"logits": self.logits(inputs)}
 
-    def example_network_inputs(self) -> dict[str, torch.Tensor]:
-        top = self.config.vocab_size - 1
-        ids = torch.tensor([[4, 5, 6, 7, 8], [9, 4, 0, 0, 0]], dtype=torch.long).clamp(max=top)
-        ids[1, 2:] = self.config.pad_id
-        return {"input_ids": ids, "input_ids_lengths": torch.tensor([5, 2])}
+    def example_network_inputs(self, variant: int = 0) -> dict[str, torch.Tensor]:
+        from ..nn.masking import lengths_to_mask
+
+        lengths = torch.tensor([5, 2] if variant == 0 else [3, 7, 1])
+        generator = torch.Generator().manual_seed(variant)
+        ids = torch.randint(0, self.config.vocab_size, (len(lengths), int(lengths.max())), generator=generator)
+        ids = ids.masked_fill(~lengths_to_mask(lengths, ids.shape[1]), self.config.pad_id)
+        return {"input_ids": ids, "input_ids_lengths": lengths}
 
     def network_axes(self) -> dict[str, dict[int, str]]:
         return {"input_ids": {0: "batch", 1: "time"}, "input_ids_lengths": {0: "batch"}, "logits": {0: "batch"}}

@@ -412,10 +412,14 @@ class SpeechModel(TaskModel):
         log_probs, lengths = self.log_probs(inputs["features"], inputs["features_lengths"])
         return {"log_probs": log_probs, "lengths": lengths}
 
-    def example_network_inputs(self) -> dict[str, torch.Tensor]:
-        frames = 16 * self.time_stride
-        return {"features": torch.randn(2, frames, self.config.feature_dim),
-                "features_lengths": torch.tensor([frames, frames // 2 + 1])}
+    def example_network_inputs(self, variant: int = 0) -> dict[str, torch.Tensor]:
+        frames = (16 if variant == 0 else 23) * self.time_stride
+        lengths = [frames, frames // 2 + 1] if variant == 0 else [frames // 3 + 2, frames, frames - 5]
+        generator = torch.Generator().manual_seed(variant)
+        features = torch.randn(len(lengths), frames, self.config.feature_dim, generator=generator)
+        for row, length in enumerate(lengths):
+            features[row, length:] = 0.0  # padding, as the collate pads
+        return {"features": features, "features_lengths": torch.tensor(lengths)}
 
     def network_axes(self) -> dict[str, dict[int, str]]:
         return {"features": {0: "batch", 1: "frames"}, "features_lengths": {0: "batch"},

@@ -113,8 +113,9 @@ def test_exported_pipeline_gives_the_eager_outputs(saved, tmp_path, task, fmt, i
     assert not (out / "model.safetensors").exists()  # the network lives only in the exported graph
     loaded = seqlab.load(out)
     assert loaded.model.exported_network is not None and loaded.task == task
-    # The network itself: the exported graph against the eager one on fresh inputs.
-    example = pipe.model.example_network_inputs()
+    # The network itself: the exported graph against the eager one on a batch of another size
+    # and other lengths than the traced one.
+    example = pipe.model.example_network_inputs(variant=1)
     with torch.no_grad():
         want = pipe.model.network_outputs(example)
     got = loaded.model.run_network(example)
@@ -195,6 +196,16 @@ def test_an_edited_artefact_is_refused(artefact, change):
         (out / "config.json").write_text(json.dumps(config))
         match = "relative paths"
     with pytest.raises(ModelFileError, match=match):
+        seqlab.load(out)
+
+
+def test_a_network_file_that_is_a_link_is_refused_even_with_the_right_bytes(artefact, tmp_path):
+    out, _ = artefact
+    copy = tmp_path / "elsewhere.onnx"
+    copy.write_bytes((out / "network.onnx").read_bytes())
+    (out / "network.onnx").unlink()
+    (out / "network.onnx").symlink_to(copy)
+    with pytest.raises(ModelFileError, match="symbolic link"):
         seqlab.load(out)
 
 
