@@ -244,6 +244,21 @@ def test_export_refuses_a_foreign_folder_and_the_model_folder_itself(saved, tmp_
         export_pipeline(folder, tmp_path / "x", "tflite")
 
 
+def test_a_network_the_onnx_exporter_cannot_take_is_a_clear_error_and_torchscript_takes_it(tmp_path):
+    """A unidirectional LSTM's final state of packed sequences (pooling: last) does not export to ONNX."""
+    torch.manual_seed(0)
+    pipe = Pipeline([WordTokenizer(), VocabularyStage(), LabelEncoder()], task="sentiment", device="cpu",
+                    model_config={"embedding_dim": 4, "hidden_size": 4, "encoder": "lstm", "pooling": "last"})
+    pipe.fit({"text": ["good film", "bad", "fine plot", "dull"], "label": [1, 0, 1, 0]}, train_config={"epochs": 1, "progress": "off"})
+    pipe.save(tmp_path / "model")
+    with pytest.raises(InputError, match=r"the onnx exporter cannot export this sentiment network .*try --format torchscript") as caught:
+        export_pipeline(tmp_path / "model", tmp_path / "onnx", "onnx")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "onnx" / "config.json").exists()
+    loaded = seqlab.load(export_pipeline(tmp_path / "model", tmp_path / "ts", "torchscript"))
+    _same("sentiment", pipe.predict(["good film", "a bad dull plot"]), loaded.predict(["good film", "a bad dull plot"]), 1e-4)
+
+
 def test_exporting_again_into_the_same_artefact_replaces_it(saved, tmp_path):
     _, folder, inputs, _ = saved("sentiment")
     out = export_pipeline(folder, tmp_path / "a", "onnx")
