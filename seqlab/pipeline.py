@@ -128,10 +128,9 @@ class Pipeline:
         """
         from .train import TrainConfig, Trainer
         from .train.checkpoint import seed_everything
-
-        self._refuse_exported("trained")
         from .train.distributed import process_device
 
+        self._refuse_exported("trained")
         if train_config is None or isinstance(train_config, Mapping):
             train_config = from_dict(TrainConfig, dict(train_config or {}), where="train")
         columns = _columns(train)
