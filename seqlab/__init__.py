@@ -13,7 +13,9 @@ def load(path, device="auto"):
     """Load a saved pipeline directory (``config.json`` + ``model.safetensors``); never unpickles.
 
     Every task (the generative ones too: anomaly, denoise, cgan) loads the same way; a folder
-    saved in the retired generative format is a ``ModelFileError`` that says to retrain it.
+    saved in the retired generative format is a ``ModelFileError`` that says to retrain it. An
+    artefact written by ``seqlab export`` (ONNX / TorchScript, docs/export.md) loads as a Pipeline
+    whose network runs in ONNX Runtime or TorchScript, after every file's SHA-256 is checked.
     """
     from .pipeline import Pipeline
 

@@ -1,4 +1,4 @@
-"""The command line: ``seqlab train | eval | predict | serve``.
+"""The command line: ``seqlab train | eval | predict | serve | export``.
 
 ::
 
@@ -8,6 +8,7 @@
     seqlab predict runs/sentiment "a great film" "a dull mess"
     echo "a great film" | seqlab predict runs/sentiment
     seqlab serve runs/sentiment ner=runs/ner --port 8000   # HTTP JSON API (docs/serve.md)
+    seqlab export runs/sentiment --format onnx --int8 --output runs/sentiment-onnx
 
 Errors a user can cause print one line starting with ``seqlab <command>:`` and exit 2.
 """
@@ -151,6 +152,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``seqlab export MODEL_DIR --format onnx|torchscript [--int8] [--output OUT_DIR]`` (docs/export.md)."""
+    from .export import export_pipeline
+
+    source = Path(args.model)
+    if not args.output and not source.resolve().name:
+        raise InputError("give the artefact folder with --output OUT_DIR")
+    output = Path(args.output) if args.output else source.with_name(f"{source.name}-{args.format}{'-int8' if args.int8 else ''}")
+    export_pipeline(source, output, args.format, args.int8)
+    print(f"exported {str(source)!r} as {args.format}{' (int8)' if args.int8 else ''} to {str(output)!r}; "
+          f"load it with seqlab.load({str(output)!r}) or `seqlab predict {output} ...`")
+    return 0
+
+
+def add_export_parser(sub: Any) -> None:
+    export = sub.add_parser("export", help="export a saved pipeline's network to ONNX or TorchScript (docs/export.md)")
+    export.add_argument("model", metavar="MODEL_DIR", help="directory written by training (Pipeline.save)")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript"), help="the exported network's format")
+    export.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of the LSTM/GRU and linear layers")
+    export.add_argument("--output", metavar="OUT_DIR", help="artefact folder (default: MODEL_DIR-FORMAT[-int8] beside MODEL_DIR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqlab", description="Sequence modeling on text and speech.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--timeout", type=float, default=30.0, help="seconds before a prediction answers 504 (default 30)")
     serve.add_argument("--max-body-mb", type=float, default=20.0, help="largest request body in MiB (default 20)")
     serve.add_argument("--device", default="auto")
+    add_export_parser(sub)
     return parser
 
 
@@ -217,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval(args, rest)
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_predict(args)
     except SeqlabError as err:
         return _fail(args.command, err)

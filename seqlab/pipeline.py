@@ -26,7 +26,7 @@ from .core.files import ModelFiles, load_consistently, reading_model
 from .core.options import Options, check_batch_size
 from .core.serialization import (
     CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, atomic_directory, check_model_dir, check_weights_before_building,
-    load_weights, save_weights, write_json,
+    is_exported_dir, load_weights, save_weights, write_json,
 )
 from .core.stage import Stage, check_wiring
 from .core.task import TaskModel
@@ -130,6 +130,7 @@ class Pipeline:
         from .train.checkpoint import seed_everything
         from .train.distributed import process_device
 
+        self._refuse_exported("trained")
         if train_config is None or isinstance(train_config, Mapping):
             train_config = from_dict(TrainConfig, dict(train_config or {}), where="train")
         columns = _columns(train)
@@ -167,6 +168,13 @@ class Pipeline:
         self.train_result = trainer.fit(self.model, columns, evaluate, resume_from=resume_from)
         self.model.eval()
         return self.train_result
+
+    def _refuse_exported(self, what: str) -> None:
+        if self.model is not None and self.model.exported_network is not None:
+            raise InputError(
+                f"this pipeline was loaded from an exported artefact (its network is an ONNX/TorchScript graph); it cannot be "
+                f"{what}: use the original model folder, and `seqlab export` it again"
+            )
 
     # -- prediction -----------------------------------------------------------------
     def _require_model(self) -> TaskModel:
@@ -254,6 +262,7 @@ class Pipeline:
         writing to (``FolderLockedError``, naming it).
         """
         model = self._require_model()
+        self._refuse_exported("saved with Pipeline.save")
         directory = Path(directory)
         config = {
             "format": FORMAT,
@@ -282,6 +291,10 @@ class Pipeline:
         are checked against the config before the model is allocated, and NaN/inf weights are refused.
         """
         directory = Path(directory)
+        if is_exported_dir(directory):  # written by `seqlab export`: the network runs in ONNX Runtime / TorchScript
+            from .export import load_exported
+
+            return load_exported(directory, device=device)
         return load_consistently(directory, lambda: cls._load_once(directory, device))
 
     @classmethod
@@ -291,23 +304,8 @@ class Pipeline:
         files = ModelFiles(directory)
         config = check_model_dir(directory, files)
         where = f"{directory / CONFIG_FILE}"
-        root = directory.resolve()
         try:
-            task_cls = registry.task_class(config["task"])
-            model_config = from_dict(task_cls.Config, config.get("model"), where=f"{where}: model")
-            stages = []
-            for index, entry in enumerate(config.get("stages", [])):
-                if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
-                    raise ConfigError(f"stage {index}: expected a mapping with 'kind', 'config' and 'dir'")
-                if not isinstance(entry.get("dir"), str) or not (directory / entry["dir"]).resolve().is_relative_to(root):
-                    raise ConfigError(f"stage {index}: its files {str(entry.get('dir'))[:80]!r} lie outside the model directory")
-                stage_dir = files.path(entry["dir"])
-                stage = registry.stage_class(entry["kind"])(entry.get("config") or {})
-                with reading_model(directory):  # stage files: regular files inside the folder only
-                    stage.load_state(stage_dir)
-                stage.fitted = True
-                stages.append(stage)
-            _check_stages_agree(task_cls, model_config, stages, where)
+            task_cls, model_config, stages = cls._read_saved(directory, files, config)
             # Shapes from the header against a meta-device model: no allocation for absurd sizes.
             with reading_model(directory):
                 check_weights_before_building(lambda: task_cls(model_config), files.path(WEIGHTS_FILE))
@@ -323,6 +321,34 @@ class Pipeline:
         model.eval()
         set_threads()  # seqlab's CPU thread default (auto), as in training
         return cls(stages, task_cls, model_config, device=device, model=model)
+
+    @classmethod
+    def _read_saved(cls, directory: Path, files: ModelFiles, config: dict) -> tuple[type, Any, list[Stage]]:
+        """The task class, the model config and the loaded stages of a saved folder's ``config.json``.
+
+        Raises ``ConfigError``/``KeyError``/… on a bad config (the caller words them as a
+        ``ModelFileError``); stage files are read only inside ``directory``.
+        """
+        from .core.errors import ConfigError
+
+        where = f"{directory / CONFIG_FILE}"
+        root = directory.resolve()
+        task_cls = registry.task_class(config["task"])
+        model_config = from_dict(task_cls.Config, config.get("model"), where=f"{where}: model")
+        stages = []
+        for index, entry in enumerate(config.get("stages", [])):
+            if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
+                raise ConfigError(f"stage {index}: expected a mapping with 'kind', 'config' and 'dir'")
+            if not isinstance(entry.get("dir"), str) or not (directory / entry["dir"]).resolve().is_relative_to(root):
+                raise ConfigError(f"stage {index}: its files {str(entry.get('dir'))[:80]!r} lie outside the model directory")
+            stage_dir = files.path(entry["dir"])
+            stage = registry.stage_class(entry["kind"])(entry.get("config") or {})
+            with reading_model(directory):  # stage files: regular files inside the folder only
+                stage.load_state(stage_dir)
+            stage.fitted = True
+            stages.append(stage)
+        _check_stages_agree(task_cls, model_config, stages, where)
+        return task_cls, model_config, stages
 
     def __repr__(self) -> str:
         stages = ", ".join(type(s).__name__ for s in self.stages)

@@ -98,8 +98,26 @@ def read_config(path: str | Path, files: ModelFiles | None = None) -> dict | Non
     return config
 
 
-def check_model_dir(path: str | Path, files: ModelFiles | None = None) -> dict:
-    """Validate a saved pipeline directory and return its config; refuse anything else."""
+def is_exported_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds an artefact written by ``seqlab export`` (its config.json has an ``export`` entry).
+
+    Any doubt (no folder, no or a bad config.json) is False: the ordinary load then says what is wrong.
+    """
+    path = Path(path)
+    try:
+        if not path.is_dir():
+            return False
+        config = read_config(path)
+    except (ModelFileError, OSError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT and "export" in config
+
+
+def check_model_dir(path: str | Path, files: ModelFiles | None = None, weights: bool = True) -> dict:
+    """Validate a saved pipeline directory and return its config; refuse anything else.
+
+    ``weights=False``: an exported artefact, which has no ``model.safetensors``.
+    """
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{str(path)!r} does not exist; give the directory that Pipeline.save wrote")
@@ -138,7 +156,7 @@ def check_model_dir(path: str | Path, files: ModelFiles | None = None) -> dict:
             f"{str(path)!r} was saved in seqlab model format {version}, newer than this seqlab reads "
             f"({FORMAT_VERSION}); upgrade seqlab to load it"
         )
-    if not os.path.lexists(files.path(WEIGHTS_FILE)):
+    if weights and not os.path.lexists(files.path(WEIGHTS_FILE)):
         raise ModelFileError(f"{str(path)!r} has no {WEIGHTS_FILE}; the save was incomplete or the file was removed")
     return config
 

@@ -27,6 +27,9 @@ member                 called by                        does
 processed``            Trainer's dev evaluation         decode, then ``metrics``)
 ``selection_*``,       the Trainer                      which dev metric picks the best weights;
 ``tiebreak_metrics``                                    a metric that breaks its ties
+``network_outputs``,   ``run_network``, ``seqlab        the exportable tensor-in/tensor-out network;
+``run_network``        export``; decoding               decoding calls ``run_network`` (the exported
+                                                        network when loaded from an export)
 training section       the Trainer                      batching (``train_batches``, default in
                                                         ``data/collate``), optional TBPTT state,
                                                         an optional custom optimisation step
@@ -230,6 +233,45 @@ class TaskModel(nn.Module):
         holds every declared option, validated (see :attr:`options`).
         """
         raise NotImplementedError
+
+    # -- export (``seqlab export``; docs/export.md) ------------------------------------------
+    # A task that can be exported declares the tensor-in/tensor-out part of its network
+    # (``network_outputs``) and reaches it in prediction only through ``run_network``; its
+    # decoding (Viterbi, CTC search, label lookup) stays in Python. An exported pipeline sets
+    # ``exported_network`` to an ONNX Runtime session or a TorchScript module with the same
+    # inputs and outputs, so the same ``decode`` runs on it.
+
+    #: Whether :meth:`network_outputs` can be exported (``seqlab export`` refuses other tasks).
+    exportable: ClassVar[bool] = False
+    #: ``state_dict`` prefixes of what the Python part of decoding reads (NER: the CRF's
+    #: transitions): an exported artefact keeps these weights beside the exported network.
+    decoder_state: ClassVar[tuple[str, ...]] = ()
+    #: The exported network that replaces :meth:`network_outputs` (set by ``seqlab.load`` on an
+    #: exported artefact): called with the input tensors by name, returns the outputs by name.
+    exported_network: Any = None
+
+    def network_outputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The exportable network: named input tensors → named output tensors (no Python values out)."""
+        raise NotImplementedError(f"the {self.task} task declares no exportable network")
+
+    def example_network_inputs(self, variant: int = 0) -> dict[str, torch.Tensor]:
+        """Inputs to trace :meth:`network_outputs` with, in the order the exported graph takes them.
+
+        Lengths must differ within the batch, so that a trace takes the padded path. ``variant=1``
+        gives a batch of another size and other lengths, on which the export checks that the
+        exported network did not keep the traced shapes.
+        """
+        raise NotImplementedError(f"the {self.task} task declares no exportable network")
+
+    def network_axes(self) -> dict[str, dict[int, str]]:
+        """The dynamic axes of every input and output of :meth:`network_outputs` (name → axis → label)."""
+        raise NotImplementedError(f"the {self.task} task declares no exportable network")
+
+    def run_network(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:meth:`network_outputs`, or the exported network that replaces it; decoding calls this."""
+        if self.exported_network is not None:
+            return self.exported_network(inputs)
+        return self.network_outputs(inputs)
 
     # -- metrics ---------------------------------------------------------------------
     def metrics(self, outputs: list[Any], references: dict[str, list]) -> dict[str, float]:

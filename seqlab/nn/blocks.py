@@ -144,7 +144,8 @@ class _ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+        last = x.dim() - 1  # non-negative axes: the ONNX exporter writes movedim(1, -1) as an invalid Transpose
+        return self.norm(x.movedim(1, last)).movedim(last, 1)
 
 
 class _FeatureBatchNorm(nn.BatchNorm1d):

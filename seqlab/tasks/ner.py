@@ -177,6 +177,9 @@ class NERModel(TaskModel):
     target_columns = ("tags",)
     selection_metric = "f1"
     selection_mode = "max"
+    exportable = True
+    #: Viterbi and the marginals run in Python on the exported emissions: they need the CRF.
+    decoder_state = ("crf.",)
 
     def __init__(self, config: NERConfig) -> None:
         super().__init__(config)
@@ -359,6 +362,33 @@ class NERModel(TaskModel):
         outputs, _, _ = self.encoder(self.dropout(x), lengths)
         return self.head(self.dropout(outputs)), mask
 
+    # -- export: the emissions are the network; Viterbi stays in Python -----------------------
+    def _network_names(self) -> tuple[str, ...]:
+        chars = ("char_ids", "char_lengths") if self.char_encoder is not None else ()
+        return ("input_ids", "input_ids_lengths", *chars)
+
+    def network_outputs(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{"emissions": (B, T, tags)}`` of ``input_ids``, ``input_ids_lengths`` (and ``char_ids``, ``char_lengths``)."""
+        return {"emissions": self.emissions(inputs)[0]}
+
+    def example_network_inputs(self, variant: int = 0) -> dict[str, Tensor]:
+        tokens = [["Ab", "cd", "Efg", "h"], ["Ij", "k"]] if variant == 0 else \
+            [["Lm", "n"], ["Op", "qr", "St", "u", "Vw", "xyz"], ["Z"]]
+        generator = torch.Generator().manual_seed(variant)
+        lengths = torch.tensor([len(t) for t in tokens])
+        ids = torch.randint(4, max(self.config.vocab_size, 5), (len(tokens), int(lengths.max())), generator=generator)
+        ids = ids.clamp(max=self.config.vocab_size - 1).masked_fill(~lengths_to_mask(lengths, ids.shape[1]), self.config.pad_id)
+        inputs = {"input_ids": ids, "input_ids_lengths": lengths}
+        if self.char_encoder is not None:
+            inputs["char_ids"], inputs["char_lengths"] = self._chars(tokens, torch.device("cpu"))
+        return inputs
+
+    def network_axes(self) -> dict[str, dict[int, str]]:
+        axes = {"input_ids": {0: "batch", 1: "time"}, "input_ids_lengths": {0: "batch"}, "emissions": {0: "batch", 1: "time"}}
+        if self.char_encoder is not None:
+            axes.update({"char_ids": {0: "words", 1: "chars"}, "char_lengths": {0: "words"}})
+        return axes
+
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         scores, mask = self.emissions(batch)
         tags = batch["tag_ids"]
@@ -370,7 +400,8 @@ class NERModel(TaskModel):
     @torch.no_grad()
     def _tag_padded(self, batch: Mapping[str, Tensor], with_scores: bool) -> list[tuple[list[int], list[float] | None]]:
         """Tag indices (training scheme) and, optionally, per-token confidences of one padded batch."""
-        scores, mask = self.emissions(batch)
+        scores = self.run_network({name: batch[name] for name in self._network_names()})["emissions"]
+        mask = lengths_to_mask(batch["input_ids_lengths"].to(scores.device), scores.shape[1])
         lengths = batch["input_ids_lengths"].tolist()
         if self.crf is not None:
             paths = self.crf.decode(scores, mask)

@@ -93,6 +93,7 @@ class SentimentModel(WordClassifier):
     selection_metric = "accuracy"
     selection_mode = "max"
     missing_stages = "the sentiment pipeline needs a vocabulary stage and a label_encoder stage"
+    exportable = True
 
     def __init__(self, config: SentimentConfig) -> None:
         super().__init__(config)
@@ -145,9 +146,27 @@ class SentimentModel(WordClassifier):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return nn.functional.cross_entropy(self.logits(batch).float(), batch["labels"])
 
+    # -- export: the logits are the network; the softmax and the label lookup stay in Python ---
+    def network_outputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"logits": (B, labels)}`` of ``input_ids`` and ``input_ids_lengths``."""
+        return {"logits": self.logits(inputs)}
+
+    def example_network_inputs(self, variant: int = 0) -> dict[str, torch.Tensor]:
+        from ..nn.masking import lengths_to_mask
+
+        lengths = torch.tensor([5, 2] if variant == 0 else [3, 7, 1])
+        generator = torch.Generator().manual_seed(variant)
+        ids = torch.randint(0, self.config.vocab_size, (len(lengths), int(lengths.max())), generator=generator)
+        ids = ids.masked_fill(~lengths_to_mask(lengths, ids.shape[1]), self.config.pad_id)
+        return {"input_ids": ids, "input_ids_lengths": lengths}
+
+    def network_axes(self) -> dict[str, dict[int, str]]:
+        return {"input_ids": {0: "batch", 1: "time"}, "input_ids_lengths": {0: "batch"}, "logits": {0: "batch"}}
+
     @torch.no_grad()
     def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
-        probs = self.logits(batch).float().softmax(-1).cpu()
+        inputs = {"input_ids": batch["input_ids"], "input_ids_lengths": batch["input_ids_lengths"]}
+        probs = self.run_network(inputs)["logits"].float().softmax(-1).cpu()
         labels = self.config.labels
         outputs = []
         for row in probs.tolist():

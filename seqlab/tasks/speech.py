@@ -220,6 +220,7 @@ class SpeechModel(TaskModel):
     selection_mode = "min"
     #: A small dev set reaches WER 0 early; the dev CTC loss then picks among the epochs that do.
     selection_tiebreak = "loss"
+    exportable = True
     options = {
         "decoder": Option(str, doc="greedy or beam search", choices=("greedy", "beam"), from_config="decoder.method"),
         "beam_size": Option(int, doc="beam width", low=1, high=MAX_BEAM_SIZE, from_config="decoder.beam_size"),
@@ -405,6 +406,36 @@ class SpeechModel(TaskModel):
         x = self.dnn(self.drop(x))
         return self.head(x), out_lengths
 
+    # -- export: features → CTC log-probabilities is the network; the search stays in Python -----
+    def network_outputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"log_probs": (B, T', labels + 1), "lengths": (B,)}`` of ``features`` and ``features_lengths``."""
+        log_probs, lengths = self.log_probs(inputs["features"], inputs["features_lengths"])
+        return {"log_probs": log_probs, "lengths": lengths}
+
+    def example_network_inputs(self, variant: int = 0) -> dict[str, torch.Tensor]:
+        frames = (16 if variant == 0 else 23) * self.time_stride
+        lengths = [frames, frames // 2 + 1] if variant == 0 else [frames // 3 + 2, frames, frames - 5]
+        generator = torch.Generator().manual_seed(variant)
+        features = torch.randn(len(lengths), frames, self.config.feature_dim, generator=generator)
+        for row, length in enumerate(lengths):
+            features[row, length:] = 0.0  # padding, as the collate pads
+        return {"features": features, "features_lengths": torch.tensor(lengths)}
+
+    def network_axes(self) -> dict[str, dict[int, str]]:
+        return {"features": {0: "batch", 1: "frames"}, "features_lengths": {0: "batch"},
+                "log_probs": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}}
+
+    def _inference_log_probs(self, features: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log_probs`` in prediction: through ``run_network`` (the exported network when there is one)."""
+        if features.dim() != 3 or features.shape[-1] != self.config.feature_dim:
+            raise InputError(
+                f"speech model: expected features (batch, frames, {self.config.feature_dim}), got shape {tuple(features.shape)}"
+            )
+        if lengths is None:
+            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
+        out = self.run_network({"features": features.float(), "features_lengths": lengths.long()})
+        return out["log_probs"], out["lengths"]
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "targets" not in batch:
             raise DataError("SpeechModel.loss needs a batch from train_batches (features, targets and their lengths)")
@@ -452,7 +483,7 @@ class SpeechModel(TaskModel):
         was_training = self.training
         self.eval()
         try:
-            log_probs, out_lengths = self.log_probs(features, lengths)
+            log_probs, out_lengths = self._inference_log_probs(features, lengths)
             given = {k: v for k, v in (("decoder", decoder), ("beam_size", beam_size)) if v is not None}
             options = self.parse_options(given)
             method, beam = options.decoder, options.beam_size
@@ -469,7 +500,7 @@ class SpeechModel(TaskModel):
         """
         options = options if options is not None else self.parse_options({})
         raw = batch.get("_raw") or {}
-        log_probs, out_lengths = self.log_probs(batch["features"], batch["features_lengths"])
+        log_probs, out_lengths = self._inference_log_probs(batch["features"], batch["features_lengths"])
         ids = self._search(log_probs, out_lengths, options.decoder, options.beam_size)
         outputs: list[Any] = []
         for b in range(log_probs.shape[0]):
@@ -536,7 +567,12 @@ class SpeechModel(TaskModel):
             total, count = 0.0, 0
             for batch in self.train_batches(columns, TrainConfig(batch_size=64, seed=0), epoch=0):
                 size = int(batch["features"].shape[0])
-                total += float(self.loss({k: v.to(device) for k, v in batch.items()})) * size
+                batch = {k: v.to(device) for k, v in batch.items()}
+                # The network through run_network, so an exported pipeline reports the same loss.
+                with torch.no_grad():
+                    log_probs, out_lengths = self._inference_log_probs(batch["features"], batch["features_lengths"])
+                result = ctc_loss(log_probs, out_lengths, batch["targets"], batch["targets_lengths"], self.config.ctc_reduction)
+                total += float(result.loss) * size
                 count += size
         finally:
             self.train(was_training)
@@ -580,7 +616,7 @@ class SpeechModel(TaskModel):
         was_training = self.training
         self.eval()
         try:
-            log_probs, out_lengths = self.log_probs(features, lengths)
+            log_probs, out_lengths = self._inference_log_probs(features, lengths)
         finally:
             self.train(was_training)
         batch = log_probs.shape[0]
