@@ -255,10 +255,13 @@ def summarise(parts: list[dict]) -> dict:
 def main() -> None:
     import argparse
 
-    # httpcore imports sniffio at every lock it takes; where sniffio is not installed, each
-    # failed import searches sys.path again. None in sys.modules fails it at once (the same
-    # outcome: asyncio). Only the clients use httpx; the server does not.
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+    # httpcore imports sniffio at every lock it takes; where sniffio is not installed (it is in
+    # seqlab's test extra), each failed import searches sys.path again. None in sys.modules
+    # fails it at once (the same outcome: asyncio). Only the clients use httpx.
+    try:
+        import sniffio  # noqa: F401
+    except ImportError:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=32)
