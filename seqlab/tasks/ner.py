@@ -371,14 +371,13 @@ class NERModel(TaskModel):
     def _tag_padded(self, batch: Mapping[str, Tensor], with_scores: bool) -> list[tuple[list[int], list[float] | None]]:
         """Tag indices (training scheme) and, optionally, per-token confidences of one padded batch."""
         scores, mask = self.emissions(batch)
-        lengths = batch["input_ids_lengths"].tolist()
         if self.crf is not None:
-            paths = self.crf.decode(scores, mask)
             if with_scores:
-                probs = self.crf.marginals(scores, mask)
-        else:
-            probs = scores.float().softmax(-1)
-            paths = [row[:n] for row, n in zip(probs.argmax(-1).tolist(), lengths)]
+                return list(zip(*self.crf.decode_with_confidence(scores, mask)))
+            return [(p, None) for p in self.crf.decode(scores, mask)]
+        lengths = batch["input_ids_lengths"].tolist()
+        probs = scores.float().softmax(-1)
+        paths = [row[:n] for row, n in zip(probs.argmax(-1).tolist(), lengths)]
         if not with_scores:
             return [(p, None) for p in paths]
         best = torch.tensor([p + [0] * (scores.shape[1] - len(p)) for p in paths], device=scores.device)
