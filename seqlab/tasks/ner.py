@@ -353,8 +353,11 @@ class NERModel(TaskModel):
         x = self.word_embedding(self.word_map[ids])
         if self.char_encoder is not None:
             chars = self.char_encoder(batch["char_ids"], batch["char_lengths"])  # (words in the batch, D)
-            per_token = chars.new_zeros(ids.shape[0], ids.shape[1], chars.shape[-1])
-            per_token[mask] = chars.to(per_token.dtype)  # row-major: the words in sentence order
+            if chars.shape[0] == ids.numel():  # no padding (one sentence, equal lengths): a reshape
+                per_token = chars.view(ids.shape[0], ids.shape[1], chars.shape[-1])
+            else:
+                per_token = chars.new_zeros(ids.shape[0], ids.shape[1], chars.shape[-1])
+                per_token[mask] = chars.to(per_token.dtype)  # row-major: the words in sentence order
             x = torch.cat([x, per_token.to(x.dtype)], dim=-1)
         outputs, _, _ = self.encoder(self.dropout(x), lengths)
         return self.head(self.dropout(outputs)), mask
