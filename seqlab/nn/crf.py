@@ -476,6 +476,8 @@ def _marginals_host(x: _HostInputs, trans: np.ndarray, start: np.ndarray, end: n
     products of ``CRF.marginals`` and their exact fallback.
     """
     em = x.emissions.astype(np.float64, copy=False)
+    if em.shape[0] == 0:
+        return np.zeros(em.shape)
     probs = _rescaled_marginals(em, x.mask, x.full, trans, start, end)
     return probs if probs is not None else _log_space_marginals(em, x.mask, x.full, trans, start, end)
 

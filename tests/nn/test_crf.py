@@ -469,3 +469,10 @@ def test_host_scores_follow_parameter_changes():
     crf.load_state_dict({k: v.clone() for k, v in random_crf(3, torch.Generator().manual_seed(4)).state_dict().items()})
     assert crf.decode(emissions) == [crf._viterbi(emissions, None)[0][0].tolist()]
     assert torch.allclose(crf.marginals(emissions), crf._marginals(emissions, None), atol=1e-12)
+
+
+def test_cpu_inference_on_an_empty_batch():
+    crf = CRF(4)
+    emissions = torch.randn(0, 3, 4)
+    assert crf.decode(emissions) == [] and crf.decode_with_confidence(emissions) == ([], [])
+    assert crf.marginals(emissions).shape == (0, 3, 4) and crf.viterbi(emissions)[0].shape == (0, 3)
