@@ -150,6 +150,8 @@ def main() -> None:
     train_min = args.budget_min if args.train_min is None else args.train_min
     reference_file = MODEL_DIR / "reference_outputs.json"
     if args.reuse:
+        if not (MODEL_DIR / "config.json").is_file():
+            sys.exit(f"no saved model at {MODEL_DIR}: run once without --reuse first")
         pipe = seqlab.load(MODEL_DIR, device=args.device)
         info = json.loads((MODEL_DIR / "config.json").read_text())["meta"]["ner_predict"]
     else:
