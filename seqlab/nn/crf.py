@@ -189,7 +189,7 @@ class CRF(nn.Module):
         b, t, _ = em.shape
         if mask is None:
             return _HostInputs(em, np.ones((b, t), dtype=bool), np.full(b, t, dtype=np.int64), True)
-        mask_np = mask.detach().numpy()
+        mask_np = mask.detach().cpu().numpy()
         if mask_np.dtype != np.bool_:
             mask_np = mask_np != 0
         lengths = mask_np.sum(1)
