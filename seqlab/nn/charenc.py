@@ -169,7 +169,8 @@ class CharCNNEncoder(nn.Module):
             raise InputError(f"CharCNNEncoder: expected (words, chars) ids, got shape {tuple(ids.shape)}")
         if ids.shape[0] == 0:
             return self.embedding.weight.new_zeros(0, self.output_size)
-        if not self.training and isinstance(self.conv.layers[0].norm, nn.Identity):  # always, as built here
+        # (The ONNX exporter has no Unfold of a dynamic size: an exported network keeps the conv.)
+        if not self.training and isinstance(self.conv.layers[0].norm, nn.Identity) and not torch.onnx.is_in_onnx_export():
             return self._windows_times_filters(ids, lengths)
         x = self.dropout(self.embedding(ids)).transpose(1, 2)  # (W, E, C): channels first for the conv
         out, _ = self.conv(x, lengths)
