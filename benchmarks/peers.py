@@ -342,10 +342,8 @@ def bench_ner(args, python: str) -> tuple[dict, dict]:
     seqlab_fit_s = time.perf_counter() - start
     seqlab_f1 = pipe.evaluate(dev)["f1"]
     batch1 = dev_tokens[: args.batch1_sentences]
-    seqlab_rate32 = ner_benchmark.predict_rate(pipe, dev_tokens, 32)
-    seqlab_rate1 = ner_benchmark.predict_rate(pipe, batch1, 1)
-    print(f"  seqlab: dev F1 {seqlab_f1:.2f}, {result.tokens_per_s:.0f} train tokens/s, {seqlab_rate32:.0f} sent/s (b32), "
-          f"{seqlab_rate1:.0f} sent/s (b1); {result.steps} steps, stopped by {result.stopped_by}")
+    print(f"  seqlab: dev F1 {seqlab_f1:.2f}, {result.tokens_per_s:.0f} train tokens/s; {result.steps} steps, "
+          f"stopped by {result.stopped_by}")
 
     # Flair, in its worker.
     job = {"data_dir": str(data_dir), "vectors": str(work / "w2v100.bin"), "hidden_size": HIDDEN, "budget_s": budget_s,
@@ -357,10 +355,26 @@ def bench_ner(args, python: str) -> tuple[dict, dict]:
           f"{flair['predict_sentences_per_s']:.0f} sent/s (b32), {flair['predict_sentences_per_s_batch1']:.0f} sent/s (b1); "
           f"{flair['epochs_completed']} epochs")
 
+    # seqlab's prediction speed on each path, timed right after Flair's (which ends its worker),
+    # so both see the machine in the same state: eager PyTorch, and the exported artefacts of
+    # seqlab export (ONNX Runtime, optionally int8). Each path's dev F1 is measured too.
+    paths = _ner_paths(pipe, args.ner_paths, work)
+    per_path = {}
+    for name, path_pipe in paths.items():
+        f1 = seqlab_f1 if name == "eager" else path_pipe.evaluate(dev)["f1"]
+        rate32 = ner_benchmark.predict_rate(path_pipe, dev_tokens, 32)
+        rate1 = ner_benchmark.predict_rate(path_pipe, batch1, 1)
+        per_path[name] = {"f1": f1, "rate32": rate32, "rate1": rate1}
+        print(f"  seqlab {name}: dev F1 {f1:.2f} ({f1 - seqlab_f1:+.2f}), {rate32:.0f} sent/s (b32), {rate1:.0f} sent/s (b1)")
+    fastest = max(per_path, key=lambda n: per_path[n]["rate1"])
+    seqlab_rate32, seqlab_rate1 = per_path["eager"]["rate32"], per_path["eager"]["rate1"]
+
     metrics = {
         "ner_train_speed_ratio_vs_flair": round(result.tokens_per_s / flair["train_tokens_per_s"], 3),
         "ner_predict_speed_ratio_vs_flair": round(seqlab_rate32 / flair["predict_sentences_per_s"], 3),
         "ner_predict_speed_ratio_vs_flair_batch1": round(seqlab_rate1 / flair["predict_sentences_per_s_batch1"], 3),
+        # Issue #19's batch-1 bar: seqlab's fastest path (settings: ner_predict_batch1_path).
+        "ner_predict_batch1_speed_ratio_vs_flair": round(per_path[fastest]["rate1"] / flair["predict_sentences_per_s_batch1"], 3),
         "ner_dev_f1_seqlab": round(seqlab_f1, 2),
         "ner_dev_f1_flair": round(flair_f1, 2),
         "ner_train_tokens_per_s_seqlab": round(result.tokens_per_s, 1),
@@ -369,6 +383,9 @@ def bench_ner(args, python: str) -> tuple[dict, dict]:
         "ner_predict_sentences_per_s_flair": round(flair["predict_sentences_per_s"], 1),
         "ner_predict_sentences_per_s_batch1_seqlab": round(seqlab_rate1, 1),
         "ner_predict_sentences_per_s_batch1_flair": round(flair["predict_sentences_per_s_batch1"], 1),
+        **{f"ner_predict_sentences_per_s_batch1_seqlab_{n.replace('-', '_')}": round(v["rate1"], 1) for n, v in per_path.items()},
+        **{f"ner_predict_sentences_per_s_seqlab_{n.replace('-', '_')}": round(v["rate32"], 1) for n, v in per_path.items()},
+        **{f"ner_dev_f1_seqlab_{n.replace('-', '_')}": round(v["f1"], 2) for n, v in per_path.items()},
         "ner_epochs_seqlab": result.history[-1]["epoch"] if result.history else 0,
         "ner_epochs_flair": flair["epochs_completed"],
     }
@@ -386,8 +403,33 @@ def bench_ner(args, python: str) -> tuple[dict, dict]:
         "metric": "seqlab.tasks.ner.NERModel.entity_metrics (seqeval default mode) on both systems' IOB2 output",
         "predict": {"batch32": f"{len(dev_tokens)} pre-tokenized dev sentences",
                     "batch1": f"the first {len(batch1)} dev sentences"},
+        # The path of ner_predict_batch1_speed_ratio_vs_flair: seqlab's fastest at batch 1.
+        "ner_predict_batch1_path": fastest,
+        "ner_paths": {"eager": "pipe.predict (PyTorch)", "onnx": "seqlab export --format onnx, run by ONNX Runtime",
+                      "onnx-int8": "seqlab export --format onnx --int8 (dynamic quantisation)",
+                      "torchscript": "seqlab export --format torchscript",
+                      "torchscript-int8": "seqlab export --format torchscript --int8",
+                      "timing": "after Flair's worker returned; Viterbi and span scores in Python on every path"},
     }
     return metrics, recorded
+
+
+def _ner_paths(pipe, names: str, work: Path) -> dict:
+    """``{"eager": pipe, "onnx-int8": the exported artefact loaded, …}`` for the comma-separated ``names``."""
+    import seqlab
+    from seqlab.export import export_pipeline
+
+    paths = {"eager": pipe}
+    wanted = [n for n in names.split(",") if n and n != "eager"]
+    if wanted:
+        saved = pipe.save(work / "seqlab_ner")
+        for name in wanted:
+            fmt, _, int8 = name.partition("-")
+            if fmt not in ("onnx", "torchscript") or int8 not in ("", "int8"):
+                raise SystemExit(f"unknown --ner-paths entry {name!r}; use eager, onnx, onnx-int8, torchscript, torchscript-int8")
+            out = export_pipeline(saved, work / f"seqlab_ner_{name}", fmt, int8=bool(int8))
+            paths[name] = seqlab.load(out)
+    return paths
 
 
 # -- workers (run under --peer-python; they import no seqlab at module level) ---------------------------
@@ -582,6 +624,8 @@ def main() -> None:
     p.add_argument("--limit-dev", type=int, default=None, help="first N CoNLL dev sentences (smoke runs)")
     p.add_argument("--batch1-sentences", type=int, default=300, help="dev sentences timed at batch size 1")
     p.add_argument("--smoke", action="store_true", help="label the NER figures a smoke test")
+    p.add_argument("--ner-paths", default="eager,onnx,onnx-int8",
+                   help="seqlab prediction paths timed in the NER row (eager, onnx, onnx-int8, torchscript, torchscript-int8)")
     p.add_argument("--features-mode", choices=["run", "reuse"], default="run",
                    help="run benchmarks/features.py now, or reuse its last results/features.json")
     p.add_argument("--repeats", type=int, default=7, help="interleaved timing repeats (metrics, SpeechBrain)")

@@ -184,7 +184,8 @@ class Pipeline:
 
     def _decode(self, processed: Mapping[str, list], batch_size: int, options: Options | None = None) -> list[Any]:
         model = self._require_model()
-        model.eval()
+        if any(m.training for m in model.modules()):  # eval() itself walks and sets every module: not per call
+            model.eval()
         if options is None:
             options = model.parse_options({})
         pads = model.pad_values(training=False)

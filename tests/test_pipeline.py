@@ -135,3 +135,14 @@ def test_failed_save_leaves_previous_model(fitted, tmp_path, monkeypatch):
         fitted.save(target)
     assert (target / "model.safetensors").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_predict_runs_every_module_in_eval_mode_even_one_left_in_training(fitted):
+    """predict sets eval() only when some module is training (not a walk per call), but then always."""
+    texts = ["good film", "bad film", "great"]
+    expected = fitted.predict(texts)
+    for module in (fitted.model, next(m for m in fitted.model.modules() if m is not fitted.model)):
+        module.train()
+        assert any(m.training for m in fitted.model.modules())
+        assert fitted.predict(texts) == expected
+        assert not any(m.training for m in fitted.model.modules())

@@ -169,9 +169,33 @@ class CharCNNEncoder(nn.Module):
             raise InputError(f"CharCNNEncoder: expected (words, chars) ids, got shape {tuple(ids.shape)}")
         if ids.shape[0] == 0:
             return self.embedding.weight.new_zeros(0, self.output_size)
+        # (The ONNX exporter has no Unfold of a dynamic size: an exported network keeps the conv.)
+        if not self.training and isinstance(self.conv.layers[0].norm, nn.Identity) and not torch.onnx.is_in_onnx_export():
+            return self._windows_times_filters(ids, lengths)
         x = self.dropout(self.embedding(ids)).transpose(1, 2)  # (W, E, C): channels first for the conv
         out, _ = self.conv(x, lengths)
         return out.squeeze(-1)
+
+    def _windows_times_filters(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """Inference: the same function as the ``ConvStack`` path, as one matrix product.
+
+        Each character's window of ``kernel`` embeddings (zeros past the word's ends, as the
+        stack's masking and padding give) times the filters laid out as a ``(kernel · E,
+        filters)`` matrix, then the activation and the maximum over the word's characters.
+        On a CPU, oneDNN's conv1d prepares a new kernel for every new (words, characters)
+        shape — each sentence has its own — which costs far more than the arithmetic.
+        """
+        layer = self.conv.layers[0]
+        kernel, total = layer.kernel[0], layer.totals[0]
+        words, chars = ids.shape
+        real = torch.arange(chars, device=ids.device) < lengths.to(ids.device).unsqueeze(1)  # (W, C)
+        x = self.embedding(ids).masked_fill(~real.unsqueeze(2), 0.0)
+        x = nn.functional.pad(x, (0, 0, total // 2, total - total // 2))  # (W, C + total, E)
+        windows = x.unfold(1, kernel, 1).reshape(words * chars, -1)  # (W·C, E·kernel), E-major like the weight
+        weight = layer.conv.weight.reshape(layer.conv.weight.shape[0], -1)
+        out = windows @ weight.t() if layer.conv.bias is None else torch.addmm(layer.conv.bias, windows, weight.t())
+        out = layer.act(out).view(words, chars, -1)
+        return out.masked_fill(~real.unsqueeze(2), float("-inf")).amax(dim=1)
 
 
 class CharBiLSTMEncoder(nn.Module):

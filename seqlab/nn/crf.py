@@ -17,6 +17,11 @@ Everything is batched and masked: ``mask`` (B, T) marks the real tokens of each
 sequence, which must be a prefix (padding only at the end) and at least one token
 long. Work is vectorised over the batch and the tags; only time is a Python loop.
 
+On a CPU, inference (``decode``, ``viterbi``, ``marginals``) runs its per-step loops in
+numpy: the same operations in the same order on the same dtypes, so the paths are
+identical, but each step on a (B, K) array costs about a microsecond instead of torch's
+few microseconds of dispatch per operation, which dominates for one short sentence.
+
 Hard constraints (for example "I-PER cannot follow O" in IOB2, from
 ``seqlab.text.tagging.allowed_transitions``) replace the forbidden scores by a large
 negative constant, so no decoded path contains them. A finite constant rather than
@@ -25,8 +30,9 @@ gradients, which would happen for tags no path can reach.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -129,8 +135,8 @@ class CRF(nn.Module):
         end = self.end_transitions.to(dtype).masked_fill(~self.allowed_end, IMPOSSIBLE)
         return trans, start, end
 
-    def _prepare(self, emissions: torch.Tensor, mask: torch.Tensor | None, tags: torch.Tensor | None = None):
-        """Check shapes and the mask; return (emissions in float32/64, bool mask, lengths, tags)."""
+    def _check(self, emissions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Check the shapes of emissions (and mask); return the emissions in float32/64."""
         if not isinstance(emissions, torch.Tensor) or emissions.dim() != 3:
             got = tuple(emissions.shape) if isinstance(emissions, torch.Tensor) else type(emissions).__name__
             raise InputError(f"CRF emissions must be a (batch, time, num_tags) tensor, got {got}")
@@ -139,13 +145,19 @@ class CRF(nn.Module):
             raise InputError(f"CRF emissions have {k} tag scores per token, but the CRF has {self.num_tags} tags")
         if t == 0:
             raise InputError("CRF emissions have no time steps; every sequence needs at least one token")
+        if mask is not None and tuple(mask.shape) != (b, t):
+            raise InputError(f"CRF mask must have shape {(b, t)} like the emissions, got {tuple(mask.shape)}")
         if emissions.dtype not in (torch.float32, torch.float64):
             emissions = emissions.float()  # fp16/bf16 logsumexp over long sequences loses too much
+        return emissions
+
+    def _prepare(self, emissions: torch.Tensor, mask: torch.Tensor | None, tags: torch.Tensor | None = None):
+        """Check shapes and the mask; return (emissions in float32/64, bool mask, lengths, tags)."""
+        emissions = self._check(emissions, mask)
+        b, t, k = emissions.shape
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=emissions.device)
         else:
-            if tuple(mask.shape) != (b, t):
-                raise InputError(f"CRF mask must have shape {(b, t)} like the emissions, got {tuple(mask.shape)}")
             mask = mask.to(device=emissions.device, dtype=torch.bool)
         lengths = mask.sum(1)
         prefix = torch.arange(t, device=mask.device)[None, :] < lengths[:, None]
@@ -167,11 +179,46 @@ class CRF(nn.Module):
         else:
             flags = [bool(bad_mask)]
         if flags[0]:
-            raise InputError(
-                "CRF mask must mark a non-empty prefix of each sequence: mask[:, 0] all true and "
-                "padding only at the end (left-aligned sequences)"
-            )
+            raise InputError(_MASK_ERROR)
         return emissions, mask, lengths, tags
+
+    def _prepare_host(self, emissions: torch.Tensor, mask: torch.Tensor | None) -> _HostInputs:
+        """``_prepare`` for CPU inference: the emissions, mask and lengths as numpy arrays (no copies)."""
+        emissions = self._check(emissions, mask)
+        em = emissions.detach().numpy()
+        b, t, _ = em.shape
+        if mask is None:
+            return _HostInputs(em, np.ones((b, t), dtype=bool), np.full(b, t, dtype=np.int64), True)
+        mask_np = mask.detach().cpu().numpy()
+        if mask_np.dtype != np.bool_:
+            mask_np = mask_np != 0
+        lengths = mask_np.sum(1)
+        full = bool((lengths == t).all())
+        if not full and b and (not mask_np[:, 0].all() or (mask_np != (np.arange(t) < lengths[:, None])).any()):
+            raise InputError(_MASK_ERROR)
+        return _HostInputs(em, mask_np, lengths, full)
+
+    def _host_scores(self, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_scores`` as numpy arrays, reused until a parameter or constraint changes.
+
+        A change is an in-place write (its version counter moves: optimiser steps,
+        ``load_state_dict``) or new storage (``.to()``, ``.double()``); the cache holds the
+        tensors it was computed from, so their storage cannot be reused at the same address.
+        """
+        tensors = [self.transitions, self.start_transitions, self.end_transitions, self.allowed, self.allowed_start, self.allowed_end]
+        try:
+            key = tuple((p.data_ptr(), p._version) for p in tensors)
+        except RuntimeError:  # tensors made under torch.inference_mode keep no version: no caching
+            key = None
+        cache = self.__dict__.setdefault("_host_cache", {})  # dtype → (key, scores, the tensors)
+        cached = cache.get(dtype)
+        if key is None or cached is None or cached[0] != key:
+            with torch.no_grad():
+                scores = tuple(x.detach().cpu().numpy() for x in self._scores(dtype))
+            cached = (key, scores, [p.detach() for p in tensors])
+            if key is not None:
+                cache[dtype] = cached
+        return cached[1]
 
     def _forward_alpha(self, emissions, mask, trans, start):
         """Forward algorithm (differentiable); returns the final alpha (B, K)."""
@@ -248,10 +295,18 @@ class CRF(nn.Module):
         Returns ``paths`` (B, T) long, filled with 0 past each sequence's length, and
         ``scores`` (B,); ``scores - log_partition(...)`` is the path's log-probability.
         """
+        if emissions.device.type == "cpu":
+            host = self._prepare_host(emissions, mask)
+            rows, best = _viterbi_host(host, *self._host_scores(_torch_dtype(host.emissions)))
+            paths = torch.zeros(host.mask.shape, dtype=torch.long)
+            for i, row in enumerate(rows):
+                paths[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            return paths, torch.from_numpy(best)
         paths, best_score, _ = self._viterbi(emissions, mask)
         return paths, best_score
 
     def _viterbi(self, emissions, mask):
+        """Viterbi with torch operations (any device): (paths (B, T), best scores (B,), lengths (B,))."""
         emissions, mask, lengths, _ = self._prepare(emissions, mask)
         trans, start, end = self._scores(emissions.dtype)
         b, t, _ = emissions.shape
@@ -275,10 +330,32 @@ class CRF(nn.Module):
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
         """The Viterbi tag sequence of each item, as lists of tag indices of each sequence's length."""
+        if emissions.device.type == "cpu":
+            host = self._prepare_host(emissions, mask)
+            return _viterbi_host(host, *self._host_scores(_torch_dtype(host.emissions)))[0]
         with torch.no_grad():
             paths, _, lengths = self._viterbi(emissions, mask)
         rows = paths.tolist()  # one device→host copy for the whole batch
         return [row[:n] for row, n in zip(rows, lengths.tolist())]
+
+    @torch.no_grad()
+    def decode_with_confidence(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[list[list[int]], list[list[float]]]:
+        """``decode`` and, for each token of each path, its marginal ``p(y_t = path_t | x)``.
+
+        The same values as ``decode`` and ``marginals(...)`` read at the path, from one check
+        of the inputs; on a CPU without any tensor operation per step.
+        """
+        if emissions.device.type != "cpu":
+            paths = self.decode(emissions, mask)
+            probs = self.marginals(emissions, mask)
+            best = torch.tensor([p + [0] * (probs.shape[1] - len(p)) for p in paths], device=probs.device)
+            confidences = probs.gather(2, best.unsqueeze(2)).squeeze(2).tolist()
+            return paths, [c[: len(p)] for c, p in zip(confidences, paths)]
+        host = self._prepare_host(emissions, mask)
+        dtype = _torch_dtype(host.emissions)
+        paths, _ = _viterbi_host(host, *self._host_scores(dtype))
+        probs = _marginals_host(host, *self._host_scores(torch.float64)).astype(host.emissions.dtype, copy=False)
+        return paths, [probs[i, np.arange(len(p)), p].tolist() for i, p in enumerate(paths)]
 
     @torch.no_grad()
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -296,39 +373,23 @@ class CRF(nn.Module):
         an accelerator that check would wait for the device every step, so there the
         logsumexp form runs throughout (it is parallel there anyway).
         """
+        if emissions.device.type == "cpu":
+            host = self._prepare_host(emissions, mask)
+            probs = _marginals_host(host, *self._host_scores(torch.float64))
+            return torch.from_numpy(probs).to(_torch_dtype(host.emissions))
+        return self._marginals(emissions, mask)
+
+    def _marginals(self, emissions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Forward-backward with torch operations, in log space throughout (any device)."""
         emissions, mask, _, _ = self._prepare(emissions, mask)
         dtype, emissions = emissions.dtype, emissions.double()
         trans, start, end = self._scores(torch.float64)
-
-        def scaled(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            top = matrix.amax(dim=0, keepdim=True)  # per target column: each column holds a 1
-            return torch.exp(matrix - top), top
-
-        forward, forward_top = scaled(trans)
-        backward, backward_top = scaled(trans.t())
-        on_cpu = emissions.device.type == "cpu"
-
-        def log_product(v: torch.Tensor, matrix: torch.Tensor, top: torch.Tensor, log_matrix: torch.Tensor) -> torch.Tensor:
-            """logsumexp_i(v[:, i] + log_matrix[i, j]) for every j, where matrix = exp(log_matrix − top)."""
-            if not on_cpu:
-                return torch.logsumexp(v.unsqueeze(2) + log_matrix, dim=1)
-            shift = v.amax(dim=1, keepdim=True)
-            product = torch.exp(v - shift) @ matrix
-            out = torch.log(product) + shift + top
-            # Terms lost to underflow are each below ~1e-308 (absolute), so a product above the
-            # floor is exact to float64 rounding; below it, redo those rows in log space.
-            if float(product.min()) < _PRODUCT_FLOOR:  # one reduction in the common case
-                rows = (product < _PRODUCT_FLOOR).any(dim=1).nonzero().squeeze(1)
-                out[rows] = torch.logsumexp(v[rows].unsqueeze(2) + log_matrix, dim=1)
-            return out
-
         b, t, k = emissions.shape
-        full = _all_real(mask)
         alpha = start + emissions[:, 0]
         alphas = [alpha]
         for step in range(1, t):
-            nxt = log_product(alpha, forward, forward_top, trans) + emissions[:, step]
-            alpha = nxt if full else torch.where(mask[:, step, None], nxt, alpha)
+            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[:, step]
+            alpha = torch.where(mask[:, step, None], nxt, alpha)
             alphas.append(alpha)
         alphas = torch.stack(alphas, 1)
         log_z = torch.logsumexp(alpha + end, dim=1)
@@ -338,12 +399,188 @@ class CRF(nn.Module):
         for step in range(t - 2, -1, -1):
             # beta_t[i] = logsumexp_j(A[i, j] + P[t+1, j] + beta_{t+1}[j]); at a sequence's
             # last real token (the next one is padding) beta is the end score.
-            nxt = log_product(emissions[:, step + 1] + beta, backward, backward_top, trans.t())
-            beta = nxt if full else torch.where(mask[:, step + 1, None], nxt, end_b)
+            nxt = torch.logsumexp((emissions[:, step + 1] + beta).unsqueeze(2) + trans.t(), dim=1)
+            beta = torch.where(mask[:, step + 1, None], nxt, end_b)
             betas.append(beta)
         betas = torch.stack(betas[::-1], 1)
         probs = torch.exp(alphas + betas - log_z[:, None, None])
         return (probs * mask.unsqueeze(2).to(probs.dtype)).to(dtype)
+
+
+_MASK_ERROR = ("CRF mask must mark a non-empty prefix of each sequence: mask[:, 0] all true and "
+               "padding only at the end (left-aligned sequences)")
+
+
+class _HostInputs(NamedTuple):
+    """Checked inputs of CPU inference, as numpy arrays."""
+
+    emissions: np.ndarray  # (B, T, K) float32 or float64
+    mask: np.ndarray  # (B, T) bool, a prefix of each row
+    lengths: np.ndarray  # (B,)
+    full: bool  # no padding anywhere: the per-step masking can be skipped
+
+
+def _torch_dtype(array: np.ndarray) -> torch.dtype:
+    return torch.float64 if array.dtype == np.float64 else torch.float32
+
+
+def _viterbi_host(x: _HostInputs, trans: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+    """Viterbi in numpy: each item's best path (a list of its length) and score (B,).
+
+    The operations of ``CRF._viterbi`` in the same order and dtype (additions and maxima
+    only), so the scores are bit-identical; ties go to the lowest tag in both (numpy's
+    ``argmax`` and torch's ``max`` return the first maximum). The back-pointers are
+    followed in Python lists, after one conversion.
+    """
+    em, mask, full = x.emissions, x.mask, x.full
+    b, t, k = em.shape
+    score = start + em[:, 0]
+    history = np.empty((t - 1, b, k), dtype=np.int64)
+    for step in range(1, t):
+        candidates = score[:, :, None] + trans  # (B, previous tag, tag)
+        history[step - 1] = candidates.argmax(axis=1)
+        nxt = candidates.max(axis=1) + em[:, step]
+        score = nxt if full else np.where(mask[:, step, None], nxt, score)
+    final = score + end
+    last = final.argmax(axis=1)
+    best = final[np.arange(b), last]
+    back = history.transpose(1, 0, 2).tolist()  # [item][step - 1][tag]
+    paths = []
+    for i, (cur, n) in enumerate(zip(last.tolist(), x.lengths.tolist())):
+        pointers = back[i]
+        path = [0] * n
+        for step in range(n - 1, 0, -1):
+            path[step] = cur
+            cur = pointers[step - 1][cur]
+        path[0] = cur
+        paths.append(path)
+    return paths, best
+
+
+def _logsumexp_host(values: np.ndarray, axis: int) -> np.ndarray:
+    top = values.max(axis=axis, keepdims=True)
+    return (np.log(np.exp(values - top).sum(axis=axis, keepdims=True)) + top).squeeze(axis)
+
+
+def _scaled(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``exp(matrix − colmax)`` and the column maxima (1, K): each column holds a 1."""
+    top = matrix.max(axis=0, keepdims=True)
+    return np.exp(matrix - top), top
+
+
+def _marginals_host(x: _HostInputs, trans: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Forward-backward in numpy, float64: (B, T, K), zero at padding.
+
+    First in probability space throughout (``_rescaled_marginals``); where that cannot
+    vouch for its result (a product below ``_PRODUCT_FLOOR``), with the per-step log-space
+    products of ``CRF.marginals`` and their exact fallback.
+    """
+    em = x.emissions.astype(np.float64, copy=False)
+    if em.shape[0] == 0:
+        return np.zeros(em.shape)
+    probs = _rescaled_marginals(em, x.mask, x.full, trans, start, end)
+    return probs if probs is not None else _log_space_marginals(em, x.mask, x.full, trans, start, end)
+
+
+def _rescaled_marginals(em: np.ndarray, mask: np.ndarray, full: bool, trans: np.ndarray, start: np.ndarray,
+                        end: np.ndarray) -> np.ndarray | None:
+    """Forward-backward with the vectors kept in probability space, each step rescaled to a maximum of 1
+    (Rabiner 1989, §V.A), so a step is a matrix product and two elementwise operations, no log or exp.
+
+    ``a_t ∝ exp(alpha_t)`` and ``b_t ∝ exp(beta_t)``, so ``p(y_t = k | x) = a_t[k] b_t[k] / Σ_j a_t[j] b_t[j]``.
+    Entries that underflow are below ~1e-307 of their vector's maximum, so while every
+    product ``a_{t-1} @ exp(A − colmax A)`` (and its backward twin) and every final sum stays
+    above ``_PRODUCT_FLOOR`` (1e-280), what they lose is below 1e-27 relative: the same test
+    the log-space form applies per step. Returns None when any falls below it (an allowed
+    path ~650 nats below a forbidden one, as only extreme scores give).
+    """
+    with np.errstate(all="ignore"):  # an underflow shows as a small product or a NaN: declined below
+        return _rescaled_marginals_unchecked(em, mask, full, trans, start, end)
+
+
+def _rescaled_marginals_unchecked(em, mask, full, trans, start, end) -> np.ndarray | None:
+    b, t, k = em.shape
+    forward, forward_top = _scaled(trans)  # F[i, j] = exp(A[i, j] − max_i A[i, j])
+    backward, backward_top = _scaled(trans.T)  # Bm[j, i] = exp(A[i, j] − max_j A[i, j])
+    # alpha_t[j] = log Σ_i exp(alpha_{t−1}[i]) F[i, j] + top[j] + P_t[j]: the last two terms as one
+    # factor per step, scaled to a maximum of 1 (their maximum only shifts log Z, which cancels).
+    gain = em + forward_top
+    gain[:, 0] = start + em[:, 0]
+    gain = np.exp(gain - gain.max(axis=2, keepdims=True))
+    emit = np.exp(em - em.max(axis=2, keepdims=True))  # backward: P_{t+1}[j]
+    back_gain = np.exp(backward_top - backward_top.max())  # backward: top[i]
+    alphas = np.empty((b, t, k))
+    products = np.empty((2, b, max(t - 1, 1), k))
+    products[:, :, 0] = 1.0  # t == 1: no product
+    a = alphas[:, 0] = gain[:, 0] / gain[:, 0].max(axis=1, keepdims=True)
+    for step in range(1, t):
+        product = np.matmul(a, forward, out=products[0, :, step - 1])
+        nxt = product * gain[:, step]
+        nxt /= nxt.max(axis=1, keepdims=True)
+        a = alphas[:, step] = nxt if full else np.where(mask[:, step, None], nxt, a)
+    last = np.exp(end - end.max())
+    betas = np.empty((b, t, k))
+    beta = betas[:, t - 1] = last
+    for step in range(t - 2, -1, -1):
+        product = np.matmul(beta * emit[:, step + 1], backward, out=products[1, :, step])
+        nxt = product * back_gain
+        nxt /= nxt.max(axis=1, keepdims=True)
+        beta = betas[:, step] = nxt if full else np.where(mask[:, step + 1, None], nxt, last)
+    joint = alphas * betas
+    total = joint.sum(axis=2, keepdims=True)
+    if full:
+        floor_ok = products.min() >= _PRODUCT_FLOOR and total.min() >= _PRODUCT_FLOOR
+    else:  # steps past a sequence's end hold carried values: only real steps count
+        real = mask[:, :, None]
+        floor_ok = (np.where(real[:, 1:], products[0, :, : t - 1], 1.0).min() >= _PRODUCT_FLOOR
+                    and np.where(real[:, 1:], products[1, :, : t - 1], 1.0).min() >= _PRODUCT_FLOOR
+                    and np.where(real, total, 1.0).min() >= _PRODUCT_FLOOR) if t > 1 else total.min() >= _PRODUCT_FLOOR
+    if not floor_ok:  # NaN (0 / 0 after an underflow) compares false as well
+        return None
+    probs = joint / total
+    if not full:
+        probs *= mask[:, :, None]
+    return probs
+
+
+def _log_space_marginals(em: np.ndarray, mask: np.ndarray, full: bool, trans: np.ndarray, start: np.ndarray,
+                         end: np.ndarray) -> np.ndarray:
+    """Forward-backward with log-space vectors, each step a scaled product with its exact fallback
+    (see ``CRF.marginals``): exact at any emission scale."""
+    b, t, k = em.shape
+    forward, forward_top = _scaled(trans)
+    backward, backward_top = _scaled(trans.T)
+
+    def log_product(v: np.ndarray, matrix: np.ndarray, top: np.ndarray, log_matrix: np.ndarray) -> np.ndarray:
+        shift = v.max(axis=1, keepdims=True)
+        product = np.exp(v - shift) @ matrix
+        if product.min() >= _PRODUCT_FLOOR:  # the common case: exact to float64 rounding
+            return np.log(product) + shift + top
+        with np.errstate(divide="ignore"):
+            out = np.log(product) + shift + top
+        rows = (product < _PRODUCT_FLOOR).any(axis=1)
+        out[rows] = _logsumexp_host(v[rows][:, :, None] + log_matrix, axis=1)
+        return out
+
+    alphas = np.empty((b, t, k))
+    alpha = alphas[:, 0] = start + em[:, 0]
+    for step in range(1, t):
+        nxt = log_product(alpha, forward, forward_top, trans) + em[:, step]
+        alpha = alphas[:, step] = nxt if full else np.where(mask[:, step, None], nxt, alpha)
+    log_z = _logsumexp_host(alpha + end, axis=1)
+    end_b = np.broadcast_to(end, (b, k))
+    betas = np.empty((b, t, k))
+    beta = betas[:, t - 1] = end_b
+    transposed = trans.T
+    for step in range(t - 2, -1, -1):
+        # beta_t[i] = logsumexp_j(A[i, j] + P[t+1, j] + beta_{t+1}[j]); at a sequence's
+        # last real token (the next one is padding) beta is the end score.
+        nxt = log_product(em[:, step + 1] + beta, backward, backward_top, transposed)
+        beta = betas[:, step] = nxt if full else np.where(mask[:, step + 1, None], nxt, end_b)
+    probs = np.exp(alphas + betas - log_z[:, None, None])
+    if not full:
+        probs *= mask[:, :, None]
+    return probs
 
 
 def _all_real(mask: torch.Tensor) -> bool:

@@ -356,8 +356,11 @@ class NERModel(TaskModel):
         x = self.word_embedding(self.word_map[ids])
         if self.char_encoder is not None:
             chars = self.char_encoder(batch["char_ids"], batch["char_lengths"])  # (words in the batch, D)
-            per_token = chars.new_zeros(ids.shape[0], ids.shape[1], chars.shape[-1])
-            per_token[mask] = chars.to(per_token.dtype)  # row-major: the words in sentence order
+            if chars.shape[0] == ids.numel():  # no padding (one sentence, equal lengths): a reshape
+                per_token = chars.view(ids.shape[0], ids.shape[1], chars.shape[-1])
+            else:
+                per_token = chars.new_zeros(ids.shape[0], ids.shape[1], chars.shape[-1])
+                per_token[mask] = chars.to(per_token.dtype)  # row-major: the words in sentence order
             x = torch.cat([x, per_token.to(x.dtype)], dim=-1)
         outputs, _, _ = self.encoder(self.dropout(x), lengths)
         return self.head(self.dropout(outputs)), mask
@@ -402,14 +405,13 @@ class NERModel(TaskModel):
         """Tag indices (training scheme) and, optionally, per-token confidences of one padded batch."""
         scores = self.run_network({name: batch[name] for name in self._network_names()})["emissions"]
         mask = lengths_to_mask(batch["input_ids_lengths"].to(scores.device), scores.shape[1])
-        lengths = batch["input_ids_lengths"].tolist()
         if self.crf is not None:
-            paths = self.crf.decode(scores, mask)
             if with_scores:
-                probs = self.crf.marginals(scores, mask)
-        else:
-            probs = scores.float().softmax(-1)
-            paths = [row[:n] for row, n in zip(probs.argmax(-1).tolist(), lengths)]
+                return list(zip(*self.crf.decode_with_confidence(scores, mask)))
+            return [(p, None) for p in self.crf.decode(scores, mask)]
+        lengths = batch["input_ids_lengths"].tolist()
+        probs = scores.float().softmax(-1)
+        paths = [row[:n] for row, n in zip(probs.argmax(-1).tolist(), lengths)]
         if not with_scores:
             return [(p, None) for p in paths]
         best = torch.tensor([p + [0] * (scores.shape[1] - len(p)) for p in paths], device=scores.device)

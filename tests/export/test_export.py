@@ -21,22 +21,9 @@ from seqlab.text.tagged import SentenceTokenizer, TagEncoder
 from seqlab.text.tokenizers import WordTokenizer
 from seqlab.text.vocab import VocabularyStage
 from tests.tasks.test_contract import TINY
+from tests.tasks.test_ner import toy_data
 
 PATHS = [("onnx", False), ("onnx", True), ("torchscript", False), ("torchscript", True)]
-
-
-def _ner_data(n: int = 40) -> dict[str, list]:
-    people, places = ["Anna", "Bert", "Cleo", "Dirk"], ["Rome", "Oslo", "Lima"]
-    tokens, tags = [], []
-    for i in range(n):
-        p, q = people[i % 4], places[i % 3]
-        if i % 2:
-            tokens.append([p, "Smith", "lives", "in", q])
-            tags.append(["B-PER", "I-PER", "O", "O", "B-LOC"])
-        else:
-            tokens.append(["we", "met", p, "in", q, "today"])
-            tags.append(["O", "O", "B-PER", "O", "B-LOC", "O"])
-    return {"tokens": tokens, "tags": tags}
 
 
 def _ner(out: Path) -> tuple[Pipeline, list, dict]:
@@ -44,10 +31,10 @@ def _ner(out: Path) -> tuple[Pipeline, list, dict]:
     pipe = Pipeline([SentenceTokenizer(), VocabularyStage(), TagEncoder(scheme="IOB2", target="IOBES")], task="ner",
                     model_config={"embedding_dim": 8, "hidden_size": 8, "char_hidden_size": 4, "char_embedding_dim": 4,
                                   "dropout": 0.0, "word_dropout": 0.0}, device="cpu")
-    pipe.fit(_ner_data(), None, {"epochs": 3, "batch_size": 8, "lr": 0.05, "progress": "off"})
+    pipe.fit(toy_data(), None, {"epochs": 3, "batch_size": 8, "lr": 0.05, "progress": "off"})
     pipe.save(out)
     inputs = ["Anna Smith lives in Oslo.", ["we", "met", "Cleo", "in", "Lima", "today"], ["Zed"], "Dirk Smith met Bert in Rome"]
-    return pipe, inputs, _ner_data(12)
+    return pipe, inputs, toy_data(12)
 
 
 def _sentiment(out: Path) -> tuple[Pipeline, list, dict]:
@@ -271,7 +258,7 @@ def test_an_exported_pipeline_cannot_be_trained_or_saved(artefact, tmp_path):
     out, inputs = artefact
     pipe = seqlab.load(out)
     with pytest.raises(InputError, match="exported artefact"):
-        pipe.fit(_ner_data(4), None, {"epochs": 1, "progress": "off"})
+        pipe.fit(toy_data(4), None, {"epochs": 1, "progress": "off"})
     with pytest.raises(InputError, match="exported artefact"):
         pipe.save(tmp_path / "again")
     with pytest.raises(InputError, match="runs on the CPU"):

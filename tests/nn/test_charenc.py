@@ -93,3 +93,22 @@ def test_dropout_scales_kept_units_and_is_identity_in_eval():
     assert torch.equal(drop.eval()(x), x)
     with pytest.raises(ConfigError):
         Dropout(1.0)
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_char_cnn_inference_product_equals_the_convstack_path(kernel, activation):
+    """In eval mode the char-CNN runs as one matrix product over character windows; it must equal
+    the ConvStack path (train mode without dropout), padded characters holding any id."""
+    torch.manual_seed(kernel)
+    enc = CharCNNEncoder(num_chars=40, embedding_dim=6, filters=5, kernel=kernel, activation=activation)
+    with torch.no_grad():
+        enc.embedding.weight[CHAR_PAD].normal_()  # padding must not matter even with a non-zero row
+    for words, chars in [(1, 1), (1, 7), (9, 6)]:
+        ids = torch.randint(1, 40, (words, chars))
+        lengths = torch.randint(1, chars + 1, (words,))
+        lengths[0] = chars
+        general = enc.train()(ids, lengths)
+        fast = enc.eval()(ids, lengths)
+        assert fast.shape == (words, 5)
+        assert torch.allclose(fast, general, atol=1e-6), (fast - general).abs().max()

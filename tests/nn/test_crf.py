@@ -394,3 +394,85 @@ def test_marginals_match_brute_force_at_large_scales_with_constraints(scale, see
             expected = torch.zeros(k, dtype=torch.float64).index_add_(0, paths[:, pos], probs)
             assert torch.allclose(marg[i, pos], expected, atol=1e-9), (i, pos)
         assert (marg[i, n:] == 0).all()
+
+
+# ----------------------------------------------------------------------------- CPU inference in numpy
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_inference_equals_the_torch_loops(seed, dtype):
+    """decode / viterbi / marginals / decode_with_confidence on a CPU (numpy loops) against the
+    torch loops every device runs (``_viterbi``, ``_marginals``), padded and unpadded, constrained."""
+    gen = torch.Generator().manual_seed(seed)
+    names = tag_set(["PER", "LOC", "ORG"], "IOBES")
+    crf = random_crf(len(names), gen, constraints=allowed_transitions(names, "IOBES")).to(dtype)
+    for b, t in [(1, 1), (1, 9), (4, 7), (3, 1)]:
+        emissions = (3 * torch.randn(b, t, len(names), generator=gen, dtype=torch.float64)).to(dtype)
+        for mask in (None, random_mask(b, t, gen)):
+            paths, scores, lengths = crf._viterbi(emissions, mask)
+            expected = [row[:n] for row, n in zip(paths.tolist(), lengths.tolist())]
+            assert crf.decode(emissions, mask) == expected
+            got_paths, got_scores = crf.viterbi(emissions, mask)
+            assert torch.equal(got_paths, paths) and torch.equal(got_scores, scores)  # bit-identical
+            marginals = crf.marginals(emissions, mask)
+            assert marginals.dtype == dtype
+            assert torch.allclose(marginals, crf._marginals(emissions, mask), atol=1e-12 if dtype == torch.float64 else 1e-6)
+            decoded, confidences = crf.decode_with_confidence(emissions, mask)
+            assert decoded == expected
+            for i, path in enumerate(decoded):
+                assert confidences[i] == marginals[i, torch.arange(len(path)), torch.tensor(path)].tolist()
+
+
+def test_viterbi_ties_go_to_the_first_tag_on_both_paths():
+    crf = CRF(4)
+    with torch.no_grad():
+        for p in (crf.transitions, crf.start_transitions, crf.end_transitions):
+            p.zero_()
+    emissions = torch.zeros(2, 5, 4)
+    emissions[1, 2] = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    assert crf.decode(emissions) == [r[:5] for r in crf._viterbi(emissions, None)[0].tolist()] == [[0] * 5, [0, 0, 1, 0, 0]]
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1000.0])
+def test_rescaled_marginals_agree_with_log_space_or_decline(scale):
+    """The probability-space forward-backward equals the log-space one where it answers, answers
+    at ordinary scales, and declines (None) rather than return a wrong value at extreme ones."""
+    from seqlab.nn.crf import _log_space_marginals, _rescaled_marginals
+
+    gen = torch.Generator().manual_seed(int(scale))
+    names = tag_set(["PER", "LOC"], "IOBES")
+    crf = random_crf(len(names), gen, constraints=allowed_transitions(names, "IOBES"))
+    answered = 0
+    for b, t in [(1, 12), (5, 8)]:
+        emissions = scale * torch.randn(b, t, len(names), generator=gen, dtype=torch.float64)
+        mask = random_mask(b, t, gen)
+        host = crf._prepare_host(emissions, mask)
+        scores = crf._host_scores(torch.float64)
+        exact = _log_space_marginals(host.emissions, host.mask, host.full, *scores)
+        fast = _rescaled_marginals(host.emissions, host.mask, host.full, *scores)
+        if fast is not None:
+            answered += 1
+            assert abs(fast - exact).max() < 1e-12
+        assert torch.allclose(crf.marginals(emissions, mask), torch.from_numpy(exact), atol=1e-12)
+    if scale <= 30:
+        assert answered == 2
+
+
+def test_host_scores_follow_parameter_changes():
+    gen = torch.Generator().manual_seed(3)
+    crf = random_crf(3, gen)
+    emissions = torch.randn(1, 4, 3, generator=gen, dtype=torch.float64)
+    first = crf.decode_with_confidence(emissions)
+    with torch.no_grad():
+        crf.transitions.mul_(-5.0)  # an optimiser step: in place
+    assert crf.decode_with_confidence(emissions) != first
+    assert crf.decode(emissions) == [crf._viterbi(emissions, None)[0][0].tolist()]
+    crf.load_state_dict({k: v.clone() for k, v in random_crf(3, torch.Generator().manual_seed(4)).state_dict().items()})
+    assert crf.decode(emissions) == [crf._viterbi(emissions, None)[0][0].tolist()]
+    assert torch.allclose(crf.marginals(emissions), crf._marginals(emissions, None), atol=1e-12)
+
+
+def test_cpu_inference_on_an_empty_batch():
+    crf = CRF(4)
+    emissions = torch.randn(0, 3, 4)
+    assert crf.decode(emissions) == [] and crf.decode_with_confidence(emissions) == ([], [])
+    assert crf.marginals(emissions).shape == (0, 3, 4) and crf.viterbi(emissions)[0].shape == (0, 3)

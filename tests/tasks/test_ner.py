@@ -342,3 +342,19 @@ def test_a_flag_is_one_token_and_never_half_of_a_span(trained):
         indicators = sum(0x1F1E6 <= ord(c) <= 0x1F1FF for c in span["text"])
         assert indicators % 2 == 0, span
         assert out["text"][span["char_start"]:span["char_end"]] == span["text"]
+
+
+def test_one_sentence_at_a_time_equals_a_padded_batch(trained):
+    """Batch 1 takes the unpadded paths (char features reshaped, one fused BiLSTM call, CRF without
+    masks); a padded batch the general ones: same tags and spans, scores to float rounding."""
+    pipe, _, dev = trained
+    sentences = [list(t) for t in dev["tokens"]][:12]
+    batched = pipe.predict(sentences, batch_size=len(sentences))
+    assert len({len(s) for s in sentences}) > 1  # the batch really is padded
+    for sentence, together in zip(sentences, batched):
+        alone = pipe.predict([sentence], batch_size=1)[0]
+        assert alone["tags"] == together["tags"]
+        assert [{k: v for k, v in s.items() if k != "score"} for s in alone["spans"]] == \
+               [{k: v for k, v in s.items() if k != "score"} for s in together["spans"]]
+        for a, b in zip(alone["spans"], together["spans"]):
+            assert abs(a["score"] - b["score"]) < 1e-5
