@@ -30,6 +30,12 @@ from .resample import resample_mixed
 from .signal import clipped_fraction, parse_sample_rate, peak, peak_normalize, prepare, rms_normalize
 
 
+def _quoted(error: Exception, source: Any) -> str:
+    """An error's text, with an in-memory source's repr (``<_io.BytesIO object at 0x…>``) as "the bytes"."""
+    text = str(error)
+    return text.replace(repr(source), "the bytes") if isinstance(source, io.BytesIO) else text
+
+
 def _read_with_librosa(source: Any, name: str, first_error: Exception) -> tuple[np.ndarray, int]:
     import librosa
 
@@ -41,7 +47,7 @@ def _read_with_librosa(source: Any, name: str, first_error: Exception) -> tuple[
         except Exception as err:  # noqa: BLE001 - any failure here means "not audio we can read"
             raise InputError(
                 f"{name} is not an audio file soundfile or librosa can read "
-                f"(soundfile: {first_error}; librosa: {type(err).__name__}: {err})"
+                f"(soundfile: {_quoted(first_error, source)}; librosa: {type(err).__name__}: {_quoted(err, source)})"
             ) from None
     return np.asarray(data, dtype=np.float32), int(sr)
 

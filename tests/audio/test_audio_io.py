@@ -172,3 +172,14 @@ def test_loader_config_errors():
         AudioLoader(normalize="loud")
     with pytest.raises(ConfigError, match="max_seconds"):
         AudioLoader(max_seconds=-1.0)
+
+
+def test_bytes_that_are_not_audio_are_named_without_an_object_address():
+    """seqlab serve passes uploads as bytes: the message must not quote ``<_io.BytesIO object at 0x…>``."""
+    from seqlab.audio.io import read_audio
+    from seqlab.core.errors import InputError
+
+    with pytest.raises(InputError, match=r"^audio bytes is not an audio file") as info:
+        read_audio(b"not audio at all" * 10)
+    assert "0x" not in str(info.value) and "BytesIO" not in str(info.value)
+    assert "Error opening the bytes" in str(info.value)
