@@ -163,7 +163,9 @@ def fingerprint(pipe) -> str:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(n for n in os.listdir(folder) if n.startswith(".") and n not in (".seqlab.lock", ".seqlab-manifest.json"))
+    from seqlab.core.files import KEPT_HIDDEN_FILES
+
+    return sorted(n for n in os.listdir(folder) if n.startswith(".") and n not in KEPT_HIDDEN_FILES)
 
 
 # -- crafted folders --------------------------------------------------------------------------------

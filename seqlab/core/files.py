@@ -52,6 +52,8 @@ LOCK_FILE = ".seqlab.lock"
 COMMIT_LOCK_FILE = ".seqlab-commit.lock"
 MANIFEST_FILE = ".seqlab-manifest.json"
 JOURNAL_FILE = ".seqlab-commit.json"
+#: The hidden files a model folder keeps between saves (anything else hidden is a leftover of a save).
+KEPT_HIDDEN_FILES = (LOCK_FILE, COMMIT_LOCK_FILE, MANIFEST_FILE)
 STAGING_PREFIX = ".seqlab-new-"
 TRASH_PREFIX = ".seqlab-old-"
 MANIFEST_FORMAT = "seqlab.files"

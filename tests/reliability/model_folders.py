@@ -54,4 +54,6 @@ def tree(directory: Path) -> dict[str, bytes]:
 
 def hidden_leftovers(directory: Path) -> list[str]:
     """Hidden entries other than seqlab's locks and manifest (staging folders, journals, temp files)."""
-    return sorted(n for n in os.listdir(directory) if n.startswith(".") and n not in (".seqlab.lock", ".seqlab-commit.lock", ".seqlab-manifest.json"))
+    from seqlab.core.files import KEPT_HIDDEN_FILES
+
+    return sorted(n for n in os.listdir(directory) if n.startswith(".") and n not in KEPT_HIDDEN_FILES)
