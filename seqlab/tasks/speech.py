@@ -389,13 +389,7 @@ class SpeechModel(TaskModel):
     # -- the network ---------------------------------------------------------------------------
     def log_probs(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``(B, frames, feature_dim)`` → CTC log-probabilities ``(B, T', labels + 1)`` and ``T'`` per example."""
-        if features.dim() != 3 or features.shape[-1] != self.config.feature_dim:
-            raise InputError(
-                f"speech model: expected features (batch, frames, {self.config.feature_dim}), got shape {tuple(features.shape)}"
-            )
-        batch, frames = features.shape[0], features.shape[1]
-        if lengths is None:
-            lengths = torch.full((batch,), frames, dtype=torch.long, device=features.device)
+        lengths = self._checked_lengths(features, lengths)
         x = features.float()
         if self.augment is not None:
             x = self.augment(x, lengths)  # the identity in eval()
@@ -425,23 +419,30 @@ class SpeechModel(TaskModel):
         return {"features": {0: "batch", 1: "frames"}, "features_lengths": {0: "batch"},
                 "log_probs": {0: "batch", 1: "steps"}, "lengths": {0: "batch"}}
 
-    def _inference_log_probs(self, features: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``log_probs`` in prediction: through ``run_network`` (the exported network when there is one)."""
+    def _checked_lengths(self, features: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Refuse features of the wrong shape; ``lengths``, or every clip's full length when None."""
         if features.dim() != 3 or features.shape[-1] != self.config.feature_dim:
             raise InputError(
                 f"speech model: expected features (batch, frames, {self.config.feature_dim}), got shape {tuple(features.shape)}"
             )
         if lengths is None:
             lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
+        return lengths
+
+    def _inference_log_probs(self, features: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log_probs`` in prediction: through ``run_network`` (the exported network when there is one)."""
+        lengths = self._checked_lengths(features, lengths)
         out = self.run_network({"features": features.float(), "features_lengths": lengths.long()})
         return out["log_probs"], out["lengths"]
+
+    def _batch_ctc_loss(self, batch: dict[str, torch.Tensor], log_probs: torch.Tensor, out_lengths: torch.Tensor) -> torch.Tensor:
+        result = ctc_loss(log_probs, out_lengths, batch["targets"], batch["targets_lengths"], self.config.ctc_reduction)
+        return result.loss
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "targets" not in batch:
             raise DataError("SpeechModel.loss needs a batch from train_batches (features, targets and their lengths)")
-        log_probs, out_lengths = self.log_probs(batch["features"], batch["features_lengths"])
-        result = ctc_loss(log_probs, out_lengths, batch["targets"], batch["targets_lengths"], self.config.ctc_reduction)
-        return result.loss
+        return self._batch_ctc_loss(batch, *self.log_probs(batch["features"], batch["features_lengths"]))
 
     # -- decoding ------------------------------------------------------------------------------
     def _decoder_resources(self) -> tuple[WordList | None, NGramLM | None]:
@@ -571,8 +572,7 @@ class SpeechModel(TaskModel):
                 # The network through run_network, so an exported pipeline reports the same loss.
                 with torch.no_grad():
                     log_probs, out_lengths = self._inference_log_probs(batch["features"], batch["features_lengths"])
-                result = ctc_loss(log_probs, out_lengths, batch["targets"], batch["targets_lengths"], self.config.ctc_reduction)
-                total += float(result.loss) * size
+                total += float(self._batch_ctc_loss(batch, log_probs, out_lengths)) * size
                 count += size
         finally:
             self.train(was_training)
