@@ -53,7 +53,9 @@ def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
     as_json = args.json
     pipe = load(args.target, device=args.device)
     recipe_cls = registry.recipe_class(pipe.task)
-    saved = (_saved_meta(args.target).get("recipe") or {})
+    from .core.serialization import read_meta
+
+    saved = read_meta(args.target).get("recipe") or {}
     recipe = from_dict(recipe_cls, saved) if saved else recipe_cls()
     data = recipe.read_eval(*data_args)
     metrics = pipe.evaluate(data)
@@ -64,16 +66,6 @@ def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
         for key, value in metrics.items():
             print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     return 0
-
-
-def _saved_meta(directory: str) -> dict[str, Any]:
-    from .core.serialization import read_config
-
-    try:  # the same safe read as loading: a regular file inside the folder, bounded depth
-        meta = (read_config(directory) or {}).get("meta")
-    except SeqlabError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

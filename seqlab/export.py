@@ -38,7 +38,7 @@ from .core.config import to_dict
 from .core.device import set_threads
 from .core.errors import ConfigError, DataError, InputError, ModelFileError, OutputDirError
 from .core.files import ModelFiles, load_consistently, model_transaction, read_regular_bytes
-from .core.serialization import CONFIG_FILE, FORMAT, FORMAT_VERSION, check_model_dir, read_config, write_json
+from .core.serialization import CONFIG_FILE, FORMAT, FORMAT_VERSION, check_model_dir, read_meta, write_json
 
 FORMATS = ("onnx", "torchscript")
 NETWORK_FILES = {"onnx": "network.onnx", "torchscript": "network.torchscript"}
@@ -228,7 +228,7 @@ def export_pipeline(source: str | Path, output: str | Path, fmt: str = "onnx", i
     with model_transaction(output, "exporting a model") as tmp:
         config: dict[str, Any] = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "seqlab_version": __version__, "task": pipe.task,
-            "model": to_dict(model.config), "stages": [], "meta": _source_meta(source),
+            "model": to_dict(model.config), "stages": [], "meta": read_meta(source),  # the recipe: how `seqlab eval` reads data
         }
         for index, stage in enumerate(pipe.stages):
             sub = f"stages/{index:02d}_{stage.kind}"
@@ -287,15 +287,6 @@ def _check_outputs(model: Any, got: dict, want: dict, example: dict, int8: bool)
                 raise InputError(f"the exported network differs from the model on {name} by {error:.2e} (more than 1e-4)")
         elif not torch.equal(got[name].long(), want[name].long()):
             raise InputError(f"the exported network's {name} differs from the model's")
-
-
-def _source_meta(source: Path) -> dict:
-    """The source's ``meta`` (its recipe: how ``seqlab eval`` reads data for it), kept in the artefact."""
-    try:
-        meta = (read_config(source) or {}).get("meta")
-    except ModelFileError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def _valid_part(model: Any, name: str, example: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -98,6 +98,18 @@ def read_config(path: str | Path, files: ModelFiles | None = None) -> dict | Non
     return config
 
 
+def read_meta(path: str | Path) -> dict:
+    """The ``meta`` a save recorded in ``config.json`` (the recipe, the training summary); {} when
+    there is none or the config cannot be read (read as safely as ``read_config``)."""
+    from .errors import SeqlabError
+
+    try:
+        meta = (read_config(path) or {}).get("meta")
+    except SeqlabError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def is_exported_dir(path: str | Path) -> bool:
     """Whether ``path`` holds an artefact written by ``seqlab export`` (its config.json has an ``export`` entry).
 

@@ -47,7 +47,7 @@ from .. import __version__
 from ..core.device import set_threads
 from ..core.config import suggest
 from ..core.errors import InputError, NotFittedError, SeqlabError
-from ..core.serialization import read_config
+from ..core.serialization import read_meta
 from ..pipeline import Pipeline
 from .batching import DynamicBatcher
 
@@ -414,11 +414,7 @@ def load_models(models: Mapping[str, Pipeline | str | Path], device: str = "auto
             pipe = Pipeline.load(source, device=device)
         except SeqlabError as err:
             raise type(err)(f"model {name!r} ({source}): {err}") from None
-        try:
-            meta = (read_config(source) or {}).get("meta") or {}
-        except SeqlabError:
-            meta = {}
-        loaded[name] = (pipe, meta if isinstance(meta, dict) else {})
+        loaded[name] = (pipe, read_meta(source))
     return loaded
 
 
