@@ -247,19 +247,13 @@ def to_jsonable(value: Any) -> Any:
         return value if math.isfinite(value) else None
     if isinstance(value, (str, int, bool)) or value is None:
         return value
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if hasattr(value, "detach") and hasattr(value, "tolist"):  # a torch tensor
-        return to_jsonable(value.detach().cpu().tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+    plain = _plain(value)  # numpy and torch values as Python ones; anything else (a Path) as its text
+    return plain if isinstance(plain, str) else to_jsonable(plain)
 
 
 def _plain(value: Any) -> Any:
-    """``json.dumps``'s ``default``: numpy and torch values as Python ones (the fast path of :func:`json_response`)."""
+    """``json.dumps``'s ``default``: numpy and torch values as Python ones, anything else as its text
+    (the fast path of :func:`json_response`; :func:`to_jsonable` uses it for the leaves)."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
