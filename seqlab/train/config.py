@@ -14,6 +14,7 @@ from ..core.errors import ConfigError
 
 AMP_MODES = ("off", "bf16", "fp16")
 SCHEDULES = ("constant", "exponential", "step", "plateau")
+AVERAGES = ("off", "ema")
 
 
 @dataclass
@@ -82,6 +83,13 @@ class TrainConfig:
     #: one thread per core collapses when other jobs share the cores (docs/training.md).
     threads: int | None = None
 
+    #: Weight averaging: "ema" evaluates, selects and saves an exponential moving average of
+    #: the weights (``averaging.py``: ``avg ← d·avg + (1 − d)·θ`` after each step, ``d`` warming
+    #: up to ``average_decay``) while training goes on with the current ones; "off": no average.
+    average: Literal["off", "ema"] = "off"
+    #: The EMA's decay ``d``: the average spans about ``1 / (1 − d)`` steps.
+    average_decay: float = 0.999
+
     #: Write a checkpoint every N optimizer steps (None: only at each epoch end).
     checkpoint_every_steps: int | None = None
     #: How many of the newest checkpoints to keep (the best one is kept as well).
@@ -127,5 +135,9 @@ class TrainConfig:
             raise ConfigError(f"{where}.gamma (step decay factor) must be in (0, 1], got {self.gamma}")
         if not 0 < self.plateau_factor < 1:
             raise ConfigError(f"{where}.plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        if self.average not in AVERAGES:
+            raise ConfigError(f"{where}.average must be one of {', '.join(AVERAGES)}, got {self.average!r}")
+        if not 0 < self.average_decay < 1:
+            raise ConfigError(f"{where}.average_decay must be in (0, 1), got {self.average_decay}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"{where}.amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")

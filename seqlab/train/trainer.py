@@ -39,6 +39,7 @@ the best completed evaluation.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -59,6 +60,7 @@ from ..core.errors import DataError, ModelFileError, TrainingError
 from ..core.task import StepContext, TaskModel
 from ..data.collate import default_train_batches
 from ..nn.clipping import clip_gradients
+from .averaging import WeightAverage
 from .checkpoint import (
     CheckpointManager, capture_rng_state, load_latest_checkpoint, move_tensors, restore_rng_state, seed_everything,
     to_cpu,
@@ -273,6 +275,8 @@ class _Run:
         set_threads(config.threads)  # None: seqlab's auto default (core/device.py)
         seed_everything(config.seed)
         model.to(self.device)
+        # Weight averaging (train.average): evaluations, selection and the result use the average.
+        self.average = WeightAverage(model, config.average_decay) if config.average == "ema" else None
         self.amp_dtype, use_scaler = amp_settings(config.amp, self.device) if not model.custom_train_step else (None, False)
         self.optimizers = self._build_optimizers()
         # The rates they were built with: the schedule scales each (checkpoints hold the scaled ones).
@@ -319,6 +323,10 @@ class _Run:
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.progress = TrainProgress(**state["progress"])
+            if self.average is not None:
+                if state.get("average") is None:
+                    raise KeyError("the checkpoint holds no weight average (it was written with train.average: off)")
+                self.average.load_state_dict(state["average"])
         except (RuntimeError, KeyError, TypeError, ValueError) as err:
             raise ModelFileError(
                 f"checkpoint {str(path)!r} does not fit this model or trainer ({type(err).__name__}: {str(err)[:300]}); "
@@ -326,7 +334,7 @@ class _Run:
             ) from None
         self.trainer.warn_changed_settings(state.get("config") or {}, path)
         if state.get("best_is_current"):
-            self.best_state = to_cpu(self.model.state_dict())
+            self.best_state = to_cpu(self._evaluated_state())
         elif state.get("best_model") is not None:
             self.best_state = state["best_model"]
         self._restore_carried_state(state, path)
@@ -433,6 +441,8 @@ class _Run:
             bar.update(1)
             if not stepped:
                 continue
+            if self.average is not None:
+                self.average.update(self.model)
             bar.set_postfix(
                 loss=f"{progress.loss_sum / progress.loss_count:.4f}",
                 tok_s=f"{progress.train_tokens / max(progress.train_seconds, 1e-9):.0f}",
@@ -638,7 +648,8 @@ class _Run:
         carried = model.tbptt_state if model.stateful else None
         metrics: dict[str, float] = {}
         if self.evaluate_fn is not None:
-            metrics = self.ctx.broadcast_object(self.evaluate_fn() if self.ctx.is_main else None)
+            with self.average.applied(model) if self.average is not None else contextlib.nullcontext():
+                metrics = self.ctx.broadcast_object(self.evaluate_fn() if self.ctx.is_main else None)
         if model.stateful:
             model.tbptt_state = carried
         model.train()
@@ -674,13 +685,17 @@ class _Run:
         if improved:
             second = metrics.get(self.tiebreak, math.inf) if self.tiebreak else math.inf
             progress.best_value, progress.best_tiebreak, progress.bad_evals = value, second, 0
-            self.best_state = to_cpu(self.model.state_dict())
+            self.best_state = to_cpu(self._evaluated_state())
             # Without a dev "loss" the selection metric was the training loss: report that one.
             progress.best_metrics = dict(metrics) if self.metric in metrics else dict(metrics, loss=train_loss)
             progress.best_step = progress.step
         else:
             progress.bad_evals += 1
         return improved, self.config.patience is not None and progress.bad_evals >= self.config.patience
+
+    def _evaluated_state(self) -> dict[str, torch.Tensor]:
+        """The weights evaluations see: the average under ``train.average``, else the model's."""
+        return self.average.state if self.average is not None else self.model.state_dict()
 
     def _evaluate_at_stop(self, epoch: int) -> None:
         """Evaluate the weights of a run stopped for time in mid-epoch, for the user only.
@@ -716,8 +731,8 @@ class _Run:
         progress.elapsed_s = self.clock() - self.start
         # The best weights are the current ones when the best evaluation was at this
         # step; this file then is "the best checkpoint", kept when pruning.
-        best_is_current = self.best_state is not None and progress.best_step == progress.step
-        if best_is_current:
+        best_is_current = self.best_state is not None and progress.best_step == progress.step and self.average is None
+        if self.best_state is not None and progress.best_step == progress.step:
             progress.best_checkpoint_step = progress.step
         state = {
             "progress": dataclasses.asdict(progress),
@@ -730,6 +745,7 @@ class _Run:
             "tbptt_state": [g[2] for g in gathered] if model.stateful else None,
             "best_is_current": best_is_current,
             "best_model": None if best_is_current else self.best_state,
+            "average": self.average.state_dict() if self.average is not None else None,
             "world_size": ctx.world_size,
             "config": to_dict(self.config),
         }
@@ -752,6 +768,8 @@ class _Run:
         if self.stop_is_best:  # the weights of a mid-epoch stop for time, which beat the completed evaluations
             result.best_metrics = {k[4:]: v for k, v in self.stop_record.items() if k.startswith("dev_")}
             result.best_step = progress.step
+            if self.average is not None:
+                self.model.load_state_dict(self.average.state)
         elif self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         self.log.close()
