@@ -41,7 +41,38 @@ def parser(description: str, budget_min: float) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--budget-min", type=float, default=budget_min, help=f"training budget in minutes (default {budget_min})")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a train: key of the benchmark's recipe (YAML value; repeatable), e.g. average=ema")
+    p.add_argument("--tag", default=None,
+                   help="an experiment's name: results go to NAME_TAG.json and saved pipelines under runs/benchmarks/TAG/")
     return p
+
+
+def train_overrides(args: argparse.Namespace) -> dict:
+    """The ``--train-set KEY=VALUE`` pairs as a dict (values read as YAML: numbers, true, null)."""
+    import yaml
+
+    from seqlab.core.config import from_dict
+    from seqlab.train import TrainConfig
+
+    out = {}
+    for item in args.train_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            sys.exit(f"--train-set wants KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    if out:
+        from_dict(TrainConfig, out)  # a typo or a bad value stops here, naming the key
+    return out
+
+
+def runs_dir(args: argparse.Namespace) -> Path:
+    """Where a benchmark saves its pipelines: runs/benchmarks, or runs/benchmarks/TAG for an experiment."""
+    return RUNS / args.tag if args.tag else RUNS
+
+
+def results_name(name: str, args: argparse.Namespace) -> str:
+    return f"{name}_{args.tag}" if args.tag else name
 
 
 def describe_device(device) -> str:

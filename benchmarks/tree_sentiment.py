@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RUNS, corpora_dir, parser, write_results  # noqa: E402
+from _common import corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 TREE_ENCODERS = ("recursive", "childsum", "binary")
 SCHEMES = {"sst2": "sst2", "sst5": "sst5"}
@@ -170,13 +170,14 @@ def main() -> None:
     sst = corpora_dir() / "sentiment" / "sst"
     budget_s = args.budget_min * 60
     w2v_settings = {"algorithm": "skipgram", "dim": 300, "window": 5, "min_count": 1, "epochs": 15, "workers": 1, "seed": 1}
-    w2v_path = RUNS / "tree_sentiment_data" / "word2vec_sst_train_leaves.txt"
+    runs = runs_dir(args)
+    w2v_path = runs / "tree_sentiment_data" / "word2vec_sst_train_leaves.txt"
     all_train = read_sentiment_trees(sst / "train.txt", "sst5")
     t0 = time.perf_counter()
     w2v_words = train_word2vec_file(all_train["text"][: args.limit_train], w2v_path, w2v_settings)
     print(f"word2vec: {w2v_words} words, {time.perf_counter() - t0:.0f} s → {w2v_path}")
     train_cfg = {"epochs": 30, "batch_size": 25, "optimizer": "adam", "lr": 2e-3, "clip_norm": 5.0,
-                 "time_budget_s": budget_s, "eval_every_steps": 100, "seed": 1}
+                 "time_budget_s": budget_s, "eval_every_steps": 100, "seed": 1, **train_overrides(args)}
     tree_model = {"embedding_dim": 300, "hidden_size": 150, "dropout": 0.5, "node_loss": True}
     bilstm_model = {"embedding_dim": 300, "encoder": "bilstm", "hidden_size": 150, "pooling": "max", "dropout": 0.5}
     metrics: dict = {}
@@ -188,12 +189,12 @@ def main() -> None:
         data = {"train": str(sst / "train.txt"), "dev": str(sst / "dev.txt"), "limit_train": args.limit_train}
         for encoder in encoders:
             name = f"tree_sentiment_{task}_{encoder}"
-            output = RUNS / name
+            output = runs / name
             print(f"\n== {task} / {encoder} (budget {args.budget_min} min) ==", flush=True)
             if encoder == "bilstm":
                 train = read_sentiment_trees(sst / "train.txt", scheme)
                 dev = read_sentiment_trees(sst / "dev.txt", scheme)
-                folder = RUNS / "tree_sentiment_data"
+                folder = runs / "tree_sentiment_data"
                 train_texts = train["text"][: args.limit_train] if args.limit_train else train["text"]
                 write_tsv(folder / f"{task}_train.tsv", leaves_text(train_texts), train["label"][: len(train_texts)])
                 write_tsv(folder / f"{task}_dev.tsv", leaves_text(dev["text"]), dev["label"])
@@ -254,7 +255,7 @@ def main() -> None:
     device = pipe.device if tasks and encoders else torch.device("cpu")
     settings.update({"tasks": tasks, "encoders": encoders, "limit_train": args.limit_train,
                      "torch_threads": torch.get_num_threads(), "budget_min_per_model": args.budget_min})
-    write_results("tree_sentiment", metrics, settings, budget_s, time.perf_counter() - start, device)
+    write_results(results_name("tree_sentiment", args), metrics, settings, budget_s, time.perf_counter() - start, device)
 
 
 if __name__ == "__main__":
