@@ -3,9 +3,10 @@
     python benchmarks/translation.py [--budget-min 90] [--device cpu|cuda] [--threads N]
     python benchmarks/translation.py --budget-min 1 --smoke        # end-to-end check
 
-Bar (issue "Translation: seq2seq with attention and beam search"): detokenised sacreBLEU on
-val >= 35.0 within 90 minutes of CPU training, greedy and beam 5 both reported with the
-sacreBLEU signature; training tokens/s and translation sentences/s.
+Bar (issue #18, "Accuracy that holds off the dev set"; first 35.0 in "Translation: seq2seq with
+attention and beam search"): detokenised sacreBLEU on val >= 39 with beam 5 within 90 minutes
+of CPU training, greedy and beam 5 both reported with the sacreBLEU signature; training
+tokens/s and translation sentences/s.
 
 Settings are fixed a priori from the literature for Multi30k-sized data, not tuned on val:
 
@@ -19,6 +20,9 @@ Settings are fixed a priori from the literature for Multi30k-sized data, not tun
 - Adam 1e-3 (Kingma & Ba 2015), gradient norm clipped at 1, batches of at most 128 pairs
   and 2,000 padded tokens, the learning rate halved when val BLEU does not improve, early
   stopping after 4 evaluations without improvement, evaluation at each epoch end;
+- evaluation and the saved model use an exponential moving average of the weights (decay
+  0.999, about 1,000 steps or 4 epochs: ``train.average``), the cheap form of the checkpoint
+  averaging NMT systems use (Junczys-Dowmunt et al. 2016; Vaswani et al. 2017);
 - val BLEU for model selection is greedy (cheap); the chosen model is then decoded greedily
   and with a beam of 5 (GNMT length penalty, alpha 0.6, Wu et al. 2016), outputs at most
   ``1.5 · source + 10`` subwords.
@@ -40,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RUNS, corpora_dir, parser, write_results  # noqa: E402
+from _common import corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 #: The a-priori settings (see the module docstring); the data paths are filled in by ``main``.
 SETTINGS = {
@@ -54,11 +58,13 @@ SETTINGS = {
     },
     "train": {"epochs": 100, "batch_size": 128, "max_tokens": 2000, "optimizer": "adam", "lr": 1e-3,
               "clip_norm": 1.0, "schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 0,
-              "patience": 4, "seed": 1},
+              "patience": 4, "seed": 1, "average": "ema", "average_decay": 0.999},
     "examples": ["A man is riding a bicycle.", "Two dogs are playing in the snow.",
                  "A little girl in a pink dress is climbing the stairs."],
 }
 BEAM = 5
+#: Issue #18's bar: val BLEU (beam 5) within the 90-minute budget.
+TARGET_VAL_BLEU = 39.0
 
 
 def decode(pipe, sources: list[str], beam_size: int, batch_size: int = 64) -> tuple[list[str], float]:
@@ -94,8 +100,9 @@ def main() -> None:
                         "dev_source": str(m30k / "val.en"), "dev_target": str(m30k / "val.de"),
                         "limit_train": args.limit_train}
     settings["device"] = args.device
-    name = "translation_smoke" if args.smoke else "translation"
-    output = RUNS / name
+    settings["train"].update(train_overrides(args))
+    name = results_name("translation_smoke" if args.smoke else "translation", args)
+    output = runs_dir(args) / ("translation_smoke" if args.smoke else "translation")
     settings["output"] = str(output)
     wall_start = time.perf_counter()
 
@@ -154,8 +161,8 @@ def main() -> None:
         "stopped_by": result.stopped_by,
         "train_s": round(fit_s, 1),
         "subword_s": round(subword_s, 1),
-        "target_val_bleu": 35.0,
-        "target_met": max(scores["greedy"][0], scores[f"beam{BEAM}"][0]) >= 35.0,
+        "target_val_bleu_beam5": TARGET_VAL_BLEU,
+        "target_met": scores[f"beam{BEAM}"][0] >= TARGET_VAL_BLEU,
     }
     if args.smoke:
         metrics["smoke"] = True
