@@ -2,8 +2,10 @@
 
     python benchmarks/sentiment.py [--budget-min 30] [--device cpu|cuda]
 
-Bar (issue "Foundation … sentiment"): dev accuracy >= 85.0% within 30 minutes of CPU
-training; also training tokens/s and batched prediction sentences/s. Writes
+Bar (issue #18, "Accuracy that holds off the dev set"; first 85.0% in "Foundation …
+sentiment"): dev accuracy >= 88.5% within 30 minutes of CPU training; also training tokens/s
+and batched prediction sentences/s. Evaluation and the saved model use an exponential moving
+average of the weights (decay 0.999, ``train.average``), fixed a priori. Writes
 ``benchmarks/results/sentiment.json`` and saves the pipeline to ``runs/benchmarks/sentiment``.
 Settings are fixed here a priori (not tuned on dev beyond model selection by epoch).
 """
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RUNS, corpora_dir, parser, write_results  # noqa: E402
+from _common import corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -42,8 +44,9 @@ def main() -> None:
         "vocabulary": {"min_freq": 1},
         "model": {"embedding_dim": 300, "encoder": args.encoder, "hidden_size": 256, "pooling": "max", "dropout": 0.5},
         "train": {"epochs": 20, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0,
-                  "time_budget_s": budget_s, "eval_every_steps": 500, "seed": 1},
-        "output": str(RUNS / "sentiment"),
+                  "time_budget_s": budget_s, "eval_every_steps": 500, "seed": 1, "average": "ema",
+                  "average_decay": 0.999, **train_overrides(args)},
+        "output": str(runs_dir(args) / "sentiment"),
         "device": args.device,
         "examples": ["a great film", "a dull mess"],
     }
@@ -69,10 +72,10 @@ def main() -> None:
         "predict_sentences_per_s": round(predict_rate, 1),
         "steps": summary["steps"],
         "stopped_by": summary["stopped_by"],
-        "target_dev_accuracy": 0.85,
-        "target_met": summary["dev"]["accuracy"] >= 0.85,
+        "target_dev_accuracy": 0.885,
+        "target_met": summary["dev"]["accuracy"] >= 0.885,
     }
-    write_results("sentiment", metrics, {**settings, "torch_threads": torch.get_num_threads()}, budget_s, wall, pipe.device)
+    write_results(results_name("sentiment", args), metrics, {**settings, "torch_threads": torch.get_num_threads()}, budget_s, wall, pipe.device)
 
 
 if __name__ == "__main__":
