@@ -43,24 +43,37 @@ def parser(description: str, budget_min: float) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a train: key of the benchmark's recipe (YAML value; repeatable), e.g. average=ema")
+    p.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model: key of the benchmark's recipe (YAML value; repeatable; the recipe checks it)")
     p.add_argument("--tag", default=None,
                    help="an experiment's name: results go to NAME_TAG.json and saved pipelines under runs/benchmarks/TAG/")
     return p
 
 
-def train_overrides(args: argparse.Namespace) -> dict:
-    """The ``--train-set KEY=VALUE`` pairs as a dict (values read as YAML: numbers, true, null)."""
+def _pairs(items: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` strings as a dict, the values read as YAML (numbers, true, null)."""
     import yaml
 
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            sys.exit(f"{flag} wants KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    """The ``--model-set KEY=VALUE`` pairs (the recipe refuses an unknown key when it loads)."""
+    return _pairs(args.model_set, "--model-set")
+
+
+def train_overrides(args: argparse.Namespace) -> dict:
+    """The ``--train-set KEY=VALUE`` pairs as a dict, checked against ``TrainConfig``."""
     from seqlab.core.config import from_dict
     from seqlab.train import TrainConfig
 
-    out = {}
-    for item in args.train_set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            sys.exit(f"--train-set wants KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+    out = _pairs(args.train_set, "--train-set")
     if out:
         from_dict(TrainConfig, out)  # a typo or a bad value stops here, naming the key
     return out

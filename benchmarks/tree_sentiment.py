@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
+from _common import corpora_dir, model_overrides, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 TREE_ENCODERS = ("recursive", "childsum", "binary")
 SCHEMES = {"sst2": "sst2", "sst5": "sst5"}
@@ -178,7 +178,7 @@ def main() -> None:
     print(f"word2vec: {w2v_words} words, {time.perf_counter() - t0:.0f} s → {w2v_path}")
     train_cfg = {"epochs": 30, "batch_size": 25, "optimizer": "adam", "lr": 2e-3, "clip_norm": 5.0,
                  "time_budget_s": budget_s, "eval_every_steps": 100, "seed": 1, **train_overrides(args)}
-    tree_model = {"embedding_dim": 300, "hidden_size": 150, "dropout": 0.5, "node_loss": True}
+    tree_model = {"embedding_dim": 300, "hidden_size": 150, "dropout": 0.5, "node_loss": True, **model_overrides(args)}
     bilstm_model = {"embedding_dim": 300, "encoder": "bilstm", "hidden_size": 150, "pooling": "max", "dropout": 0.5}
     metrics: dict = {}
     settings: dict = {"word2vec": {**w2v_settings, "corpus": "SST train leaves (lower-cased)", "words": w2v_words},
