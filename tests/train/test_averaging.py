@@ -9,7 +9,7 @@ from seqlab.core.errors import ConfigError, ModelFileError
 from seqlab.train import TrainConfig, Trainer
 from seqlab.train.averaging import WeightAverage
 from seqlab.train.checkpoint import load_checkpoint
-from tests.train.test_checkpoints import Crash, CrashingRegressor, dev_metric, fresh, strip_timing
+from tests.train.test_checkpoints import CrashingRegressor, crash_and_resume, fresh, strip_timing
 from tests.train.toys import ToyRegressor, toy_columns
 
 
@@ -72,15 +72,7 @@ def test_evaluation_and_the_result_use_the_averaged_weights(tmp_path):
 
 @pytest.mark.parametrize("crash_at", [2, 7])
 def test_resume_with_averaging_is_bit_identical(tmp_path, crash_at):
-    columns = toy_columns(13)  # batches of 5, 5, 3
-    full = fresh(CrashingRegressor)
-    reference = Trainer(cfg(), checkpoint_dir=tmp_path / "full").fit(full, columns, dev_metric(full))
-    crashed = fresh(CrashingRegressor, crash_at=crash_at)
-    with pytest.raises(Crash):
-        Trainer(cfg(), checkpoint_dir=tmp_path / "run").fit(crashed, columns, dev_metric(crashed))
-    resumed_model = fresh(CrashingRegressor, seed=99)
-    resumed = Trainer(cfg(), checkpoint_dir=tmp_path / "run").fit(
-        resumed_model, columns, dev_metric(resumed_model), resume_from=tmp_path / "run")
+    full, reference, resumed_model, resumed = crash_and_resume(tmp_path, cfg(), crash_at)
     for name, tensor in full.state_dict().items():
         assert torch.equal(tensor, resumed_model.state_dict()[name]), name
     assert strip_timing(resumed.history) == strip_timing(reference.history)

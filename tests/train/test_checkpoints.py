@@ -94,18 +94,25 @@ def test_rng_state_round_trip():
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
 
 
-@pytest.mark.parametrize("crash_at", [2, 4, 7, 9])  # mid-epoch, at epoch starts and ends (3 batches/epoch)
-def test_resume_after_a_crash_is_bit_identical(tmp_path, crash_at):
+def crash_and_resume(tmp_path, config, crash_at):
+    """An uninterrupted run (``full/``) and one that crashes at forward call ``crash_at`` and is
+    resumed (``run/``) from a model with other initial weights: (full model, its result,
+    resumed model, its result)."""
     columns = toy_columns(13)  # batches of 5, 5, 3
     full = fresh(CrashingRegressor)
-    reference = Trainer(cfg(), checkpoint_dir=tmp_path / "full").fit(full, columns, dev_metric(full))
-
+    reference = Trainer(config, checkpoint_dir=tmp_path / "full").fit(full, columns, dev_metric(full))
     crashed = fresh(CrashingRegressor, crash_at=crash_at)
     with pytest.raises(Crash):
-        Trainer(cfg(), checkpoint_dir=tmp_path / "run").fit(crashed, columns, dev_metric(crashed))
+        Trainer(config, checkpoint_dir=tmp_path / "run").fit(crashed, columns, dev_metric(crashed))
     resumed_model = fresh(CrashingRegressor, seed=99)  # different init: everything must come from the checkpoint
-    resumed = Trainer(cfg(), checkpoint_dir=tmp_path / "run").fit(resumed_model, columns, dev_metric(resumed_model),
-                                                                   resume_from=tmp_path / "run")
+    resumed = Trainer(config, checkpoint_dir=tmp_path / "run").fit(resumed_model, columns, dev_metric(resumed_model),
+                                                                    resume_from=tmp_path / "run")
+    return full, reference, resumed_model, resumed
+
+
+@pytest.mark.parametrize("crash_at", [2, 4, 7, 9])  # mid-epoch, at epoch starts and ends (3 batches/epoch)
+def test_resume_after_a_crash_is_bit_identical(tmp_path, crash_at):
+    full, reference, resumed_model, resumed = crash_and_resume(tmp_path, cfg(), crash_at)
     assert resumed.resumed_from.endswith(f"step-{crash_at - 1:09d}.pt")
     for name, tensor in full.state_dict().items():  # the best weights, restored at the end
         assert torch.equal(tensor, resumed_model.state_dict()[name]), name
