@@ -105,10 +105,11 @@ def scripted(values, model, seen):
     return evaluate
 
 
+@pytest.mark.parametrize("average", ["off", "ema"])  # with an average, "the weights" are the averaged ones
 @pytest.mark.parametrize("at_stop,kept", [(0.1, "current"), (0.9, "epoch 1")])
-def test_a_mid_epoch_stop_keeps_the_better_of_the_best_evaluation_and_the_current_weights(at_stop, kept):
+def test_a_mid_epoch_stop_keeps_the_better_of_the_best_evaluation_and_the_current_weights(at_stop, kept, average):
     model, seen = fresh(), []
-    result = Trainer(cfg(time_budget_s=1.0), clock=out_of_time_after(model, 4)).fit(
+    result = Trainer(cfg(time_budget_s=1.0, average=average, average_decay=0.5), clock=out_of_time_after(model, 4)).fit(
         model, toy_columns(13), scripted([0.5, at_stop], model, seen))
     assert [h.get("partial_epoch", False) for h in result.history] == [False, True]
     assert result.history[1]["dev_loss"] == at_stop and result.history[1]["step"] == 4
