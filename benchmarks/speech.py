@@ -94,7 +94,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, RUNS, corpora_dir, parser, write_results  # noqa: E402
+from _common import RESULTS, RUNS, corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 RATE = 8000
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -103,6 +103,10 @@ VALIDATION_TAKES = range(5, 10)
 SELECTION_TAKES = range(10, 12)
 #: Speed-perturbed copies of the isolated-digit training recordings (Ko et al. 2015).
 SPEED_FACTORS = (0.9, 1.1)
+#: What ``main`` sets from the command line: extra ``train:`` keys (``--train-set``) and the
+#: folder the pipelines go to (``--tag``).
+TRAIN_EXTRA: dict = {}
+RUNS_ROOT = RUNS
 #: Edge augmentation in training (``seqlab.audio.EdgeAugmentConfig``), in place of the originals
 #: (same clip count and epoch cost). Trimming only: the connected utterances already have 50–300 ms
 #: edge gaps, and the isolated FSDD recordings are cut close already (padding them would only add frames).
@@ -136,9 +140,9 @@ def recipe_settings(part: str, budget_s: float, device: str, tokens: list[str], 
             "spec_augment": {"freq_masks": 2, "freq_width": 4, "time_masks": 2, "time_width": 10, "time_ratio": 0.2},
         },
         "train": {"epochs": epochs, "batch_size": batch, "optimizer": "adam", "lr": 0.003, "clip_norm": 5.0,
-                  "time_budget_s": budget_s, "seed": 1, "patience": patience},
+                  "time_budget_s": budget_s, "seed": 1, "patience": patience, **TRAIN_EXTRA},
         "edge_augment": edge or {"copies": 0},  # applied by this script (as the recipe's datasets() would)
-        "output": str(RUNS / f"speech_{part}"),
+        "output": str(RUNS_ROOT / f"speech_{part}"),
         "device": device,
     }
 
@@ -280,6 +284,7 @@ def train_part(part: str, train: dict, dev: dict | None, test: dict, settings: d
 
 
 def main() -> None:
+    global RUNS_ROOT, SPEED_FACTORS
     p = parser("speech benchmark: FSDD isolated / connected digits, yesno", budget_min=30)
     p.add_argument("--part", choices=["isolated", "connected", "unpadded", "speakers", "yesno", "all"], default="all",
                    help="all: isolated, connected (+ unpadded), yesno; speakers (leave one speaker out) runs only when asked")
@@ -287,12 +292,17 @@ def main() -> None:
                    help="random edge trimming of the training clips; auto: on for the parts in EDGE_AUTO_PARTS "
                         "(what won on the proxies, see the module docstring)")
     p.add_argument("--fold-budget-min", type=float, default=4.0, help="--part speakers: training budget of each of the 5 folds")
+    p.add_argument("--speed-factors", default=",".join(str(f) for f in SPEED_FACTORS),
+                   help="speed-perturbation factors added to the isolated/speakers training sets (comma-separated; empty: none)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
     p.add_argument("--patience", type=int, default=12,
                    help="early-stopping patience in evaluations on the selection part (0: none, train for the whole budget)")
     p.add_argument("--connected-train", type=int, default=3000, help="connected utterances to train on")
     p.add_argument("--connected-eval", type=int, default=300, help="connected utterances to score")
     args = p.parse_args()
+    SPEED_FACTORS = tuple(float(f) for f in args.speed_factors.split(",") if f.strip())
+    TRAIN_EXTRA.update(train_overrides(args))
+    RUNS_ROOT = runs_dir(args)
 
     import torch
 
@@ -348,7 +358,7 @@ def main() -> None:
         from seqlab.metrics import wer
 
         if "connected" not in parts:
-            pipe = load(RUNS / "speech_connected")
+            pipe = load(RUNS_ROOT / "speech_connected")
         unpadded_val = connected(val_rows, args.connected_eval, seed=2, unpadded=True)
         unpadded_select = connected(select_rows, 200, seed=3, unpadded=True)
         metrics["fsdd_connected_unpadded_wer"] = round(pipe.evaluate(unpadded_val)["wer"], 4)
@@ -358,7 +368,7 @@ def main() -> None:
             "scored": "the scored connected utterances (takes 5-9, seed 2) without edge gaps, first/last recording "
                       f"trimmed at its speech bounds ({TRIM_DB} dB)",
             "selection": "the same for the selection utterances (takes 10-11, seed 3): the held-in check",
-            "pipeline": str(RUNS / "speech_connected"),
+            "pipeline": str(RUNS_ROOT / "speech_connected"),
         }
     if "speakers" in parts:
         edge = edge_for("speakers")
@@ -374,7 +384,8 @@ def main() -> None:
         metrics["yesno_wer"] = round(summary["wer"], 4)
         settings["yesno"] = {**s, "summary": summary, "split": "sorted names: first 30 train, last 30 test"}
 
-    previous = RESULTS / "speech.json"
+    name = results_name("speech", args)
+    previous = RESULTS / f"{name}.json"
     if previous.is_file():  # keep the figures of the parts not run (settings["parts_run"] says which ran)
         old = json.loads(previous.read_text())
         if old.get("benchmark") == "speech":
@@ -384,7 +395,7 @@ def main() -> None:
         if key in metrics:
             metrics[f"{key}_target"] = target
             metrics[f"{key}_met"] = metrics[key] <= target
-    write_results("speech", metrics, settings, budget_s, time.perf_counter() - wall_start, device)
+    write_results(name, metrics, settings, budget_s, time.perf_counter() - wall_start, device)
 
 
 if __name__ == "__main__":
