@@ -23,7 +23,7 @@ epochs; ``train.average``). valid.txt is used only to pick the best epoch and to
 
 Ablations (``--ablations``, each with its own budget, ``--ablation-budget-min``): the same
 model with one option taken away, reported as ``dev_f1_<row>``: ``no_word2vec`` (random word
-embeddings) and ``no_average`` (the last step's weights, no EMA).
+embeddings) and ``no_average`` (no EMA: the best evaluation's own weights).
 
 The word2vec training time counts against the main run's budget. Writes
 ``benchmarks/results/ner.json`` (``ner_smoke.json`` with ``--smoke``), saves the pipelines to
@@ -141,7 +141,8 @@ def main() -> None:
         if a not in ABLATIONS:
             sys.exit(f"unknown ablation {a!r}; use {', '.join(ABLATIONS)}")
     runs = runs_dir(args)
-    name = results_name("ner_smoke" if args.smoke else "ner", args)
+    base = "ner_smoke" if args.smoke else "ner"
+    name = results_name(base, args)
     wall_start = time.perf_counter()
 
     train, dev = load_recipe(data=settings).datasets()
@@ -154,7 +155,7 @@ def main() -> None:
     print(f"word2vec: {w2v_s:.1f} s → {vectors}")
     main_settings = copy.deepcopy(settings)
     main_settings["word2vec"] = {"pretrained": str(vectors), "pretrained_format": "word2vec_text"}
-    run = train_one(main_settings, train, dev, runs / ("ner_smoke" if args.smoke else "ner"), budget_s - w2v_s)
+    run = train_one(main_settings, train, dev, runs / base, budget_s - w2v_s)
     pipe, result = run["pipe"], run["result"]
     print(f"with word2vec: dev F1 {run['metrics']['f1']:.2f} after {result.steps} steps ({result.stopped_by})")
 

@@ -393,7 +393,7 @@ def main() -> None:
     previous = RESULTS / f"{name}.json"
     if previous.is_file():  # keep the figures of the parts not run (settings["parts_run"] says which ran)
         old = json.loads(previous.read_text())
-        if old.get("benchmark") == "speech":
+        if old.get("benchmark") == name:
             metrics = {**old.get("metrics", {}), **metrics}
             settings = {**old.get("settings", {}), **settings}
     for key, target in TARGETS.items():

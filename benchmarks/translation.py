@@ -102,8 +102,9 @@ def main() -> None:
                         "limit_train": args.limit_train}
     settings["device"] = args.device
     settings["train"].update(train_overrides(args))
-    name = results_name("translation_smoke" if args.smoke else "translation", args)
-    output = runs_dir(args) / ("translation_smoke" if args.smoke else "translation")
+    base = "translation_smoke" if args.smoke else "translation"
+    name = results_name(base, args)
+    output = runs_dir(args) / base
     settings["output"] = str(output)
     wall_start = time.perf_counter()
 

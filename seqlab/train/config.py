@@ -14,7 +14,6 @@ from ..core.errors import ConfigError
 
 AMP_MODES = ("off", "bf16", "fp16")
 SCHEDULES = ("constant", "exponential", "step", "plateau")
-AVERAGES = ("off", "ema")
 
 
 @dataclass
@@ -135,8 +134,6 @@ class TrainConfig:
             raise ConfigError(f"{where}.gamma (step decay factor) must be in (0, 1], got {self.gamma}")
         if not 0 < self.plateau_factor < 1:
             raise ConfigError(f"{where}.plateau_factor must be in (0, 1), got {self.plateau_factor}")
-        if self.average not in AVERAGES:
-            raise ConfigError(f"{where}.average must be one of {', '.join(AVERAGES)}, got {self.average!r}")
         if not 0 < self.average_decay < 1:
             raise ConfigError(f"{where}.average_decay must be in (0, 1), got {self.average_decay}")
         if self.amp not in AMP_MODES:

@@ -729,10 +729,11 @@ class _Run:
             return
         progress = self.progress
         progress.elapsed_s = self.clock() - self.start
-        # The best weights are the current ones when the best evaluation was at this
-        # step; this file then is "the best checkpoint", kept when pruning.
-        best_is_current = self.best_state is not None and progress.best_step == progress.step and self.average is None
-        if self.best_state is not None and progress.best_step == progress.step:
+        # When the best evaluation was at this step, this file is "the best checkpoint", kept
+        # when pruning; its best weights are then the current ones, unless they are an average.
+        best_at_this_step = self.best_state is not None and progress.best_step == progress.step
+        best_is_current = best_at_this_step and self.average is None
+        if best_at_this_step:
             progress.best_checkpoint_step = progress.step
         state = {
             "progress": dataclasses.asdict(progress),
