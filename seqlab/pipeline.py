@@ -30,7 +30,7 @@ from .core.serialization import (
 )
 from .core.stage import Stage, check_wiring
 from .core.task import TaskModel
-from .data.collate import bucket_batches, pad_collate, select_rows
+from .data.collate import bucket_batches, pad_collate, select_rows, split_padded
 
 
 def _columns(data: Any) -> dict[str, list]:
@@ -195,7 +195,10 @@ class Pipeline:
         outputs: list[Any] = [None] * len(lengths)
         needed = {c: processed[c] for c in pads if c in processed}
         extra = {c: processed[c] for c in processed if c not in needed}
-        for indices in bucket_batches(lengths, batch_size, shuffle=False, bucket_factor=10**9):
+        batches = bucket_batches(lengths, batch_size, shuffle=False, bucket_factor=10**9)
+        if model.padded_batch_costs is not None and self.device.type == "cpu":
+            batches = [part for b in batches for part in split_padded(b, lengths, *model.padded_batch_costs)]
+        for indices in batches:
             batch = to_device(pad_collate(select_rows(needed, indices), pads), self.device)
             batch["_raw"] = select_rows(extra, indices)
             with torch.inference_mode():

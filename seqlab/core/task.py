@@ -96,6 +96,10 @@ class TaskModel(nn.Module):
     #: Whether :meth:`format_output` writes each prediction to files (arrays: denoised
     #: features, generated images) and returns their paths instead of rendering it.
     writes_files: ClassVar[bool] = False
+    #: Prediction on a CPU: ``(call_cost, step_cost)`` of one padded batch in units of one padded
+    #: token (see ``seqlab.data.collate.split_padded``), so ``Pipeline.predict`` cuts a batch of
+    #: mixed lengths into tighter ones; None keeps each batch whole (a GPU always does).
+    padded_batch_costs: ClassVar[tuple[float, float] | None] = None
 
     def __init__(self, config: Any) -> None:
         super().__init__()

@@ -57,6 +57,41 @@ def bucket_batches(
     return batches
 
 
+def split_padded(indices: Sequence[int], lengths: Sequence[int], call_cost: float, step_cost: float = 0.0) -> list[list[int]]:
+    """Cut one batch, sorted by length, into the padded sub-batches of least total cost.
+
+    A padded batch of ``r`` rows costs about ``longest × (r + step_cost) + call_cost`` (in
+    units of one padded token): the work grows with the padding, and each extra call adds a
+    fixed overhead. When a short and a long sentence share a batch, the short one pays for
+    the long one's length; splitting pays ``call_cost`` instead. The best contiguous cut of
+    the length-sorted rows is found exactly (dynamic programming, O(n²) for n rows).
+
+    >>> split_padded([0, 1, 2, 3], [2, 2, 40, 40], call_cost=10)
+    [[0, 1], [2, 3]]
+    >>> split_padded([0, 1, 2, 3], [2, 2, 40, 40], call_cost=1000)
+    [[0, 1, 2, 3]]
+    """
+    order = sorted(indices, key=lambda i: lengths[i])
+    n = len(order)
+    if n < 2:
+        return [order] if order else []
+    size = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        longest = size[end - 1]  # sorted: the group's last row is its longest
+        for start in range(end):
+            cost = best[start] + longest * (end - start + step_cost) + call_cost
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups = []
+    end = n
+    while end:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
+
+
 def _as_tensor(values: list, pad: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     first = values[0]
     if isinstance(first, (int, float, bool, np.integer, np.floating)):

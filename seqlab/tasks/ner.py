@@ -180,6 +180,9 @@ class NERModel(TaskModel):
     exportable = True
     #: Viterbi and the marginals run in Python on the exported emissions: they need the CRF.
     decoder_state = ("crf.",)
+    #: Measured on a 2-core x86 CPU, one thread (BiLSTM 100 and 200 per direction, char-CNN, CRF):
+    #: a call costs about as much as 30–50 padded tokens, a step as 1.3–1.7 rows.
+    padded_batch_costs = (40.0, 1.5)
 
     def __init__(self, config: NERConfig) -> None:
         super().__init__(config)

@@ -358,3 +358,24 @@ def test_one_sentence_at_a_time_equals_a_padded_batch(trained):
                [{k: v for k, v in s.items() if k != "score"} for s in together["spans"]]
         for a, b in zip(alone["spans"], together["spans"]):
             assert abs(a["score"] - b["score"]) < 1e-5
+
+
+def test_a_mixed_batch_cut_by_padding_cost_predicts_as_one_padded_batch(trained, monkeypatch):
+    """On a CPU ``Pipeline.predict`` cuts a batch of mixed lengths into tighter ones
+    (``NERModel.padded_batch_costs``); the outputs are those of the one padded batch."""
+    from seqlab.data.collate import split_padded
+
+    pipe, _, dev = trained
+    long = [w for t in dev["tokens"][:12] for w in t][:80]
+    sentences = [list(t) for t in dev["tokens"]][:12] + [["Paris"], ["Ilse", "Meyer", "spoke", "."], long, long[:70]]
+    lengths = [len(s) for s in sentences]
+    groups = split_padded(range(len(sentences)), lengths, *type(pipe.model).padded_batch_costs)
+    assert len(groups) > 1 and any(len({lengths[i] for i in g}) > 1 for g in groups)  # cut, and still padded
+    cut = pipe.predict(sentences, batch_size=len(sentences))
+    monkeypatch.setattr(type(pipe.model), "padded_batch_costs", None)
+    whole = pipe.predict(sentences, batch_size=len(sentences))
+    for a, b in zip(cut, whole):
+        assert a["tags"] == b["tags"]
+        assert [s["text"] for s in a["spans"]] == [s["text"] for s in b["spans"]]
+        for x, y in zip(a["spans"], b["spans"]):
+            assert abs(x["score"] - y["score"]) < 1e-5
