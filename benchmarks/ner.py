@@ -25,6 +25,15 @@ Ablations (``--ablations``, each with its own budget, ``--ablation-budget-min``)
 model with one option taken away, reported as ``dev_f1_<row>``: ``no_word2vec`` (random word
 embeddings) and ``no_average`` (no EMA: the best evaluation's own weights).
 
+``--final-fit EPOCHS`` (issue #18's "a final fit on train+dev, reported as such") replaces the
+main run and the ablations: word2vec and the tagger are trained on train.txt *and* valid.txt
+for a fixed number of epochs (no dev to select with: the weights of the epoch with the lowest
+training loss, the EMA under ``train.average``), within the same budget. The number of epochs is
+the best epoch of a recorded dev-selected run (31 for commit 9259403's), given on the command
+line. Its dev F1 is printed and written as ``dev_f1_seen_in_training`` only: valid.txt was
+training data, so it says nothing of held-out accuracy. Writes ``ner_final_fit.json`` and
+saves the pipeline to ``runs/benchmarks/ner_final_fit``, for a held-out (test) evaluation.
+
 The word2vec training time counts against the main run's budget. Writes
 ``benchmarks/results/ner.json`` (``ner_smoke.json`` with ``--smoke``), saves the pipelines to
 ``runs/benchmarks/ner`` and ``runs/benchmarks/ner_no_word2vec``, and the vectors (word2vec
@@ -79,8 +88,9 @@ def train_vectors(sentences: list[list[str]], path: Path) -> float:
     return time.perf_counter() - start
 
 
-def train_one(settings: dict, train, dev, output: Path, budget_s: float) -> dict:
-    """Build, train within ``budget_s``, evaluate on dev, save; returns figures and the pipeline."""
+def train_one(settings: dict, train, dev, output: Path, budget_s: float, report=None) -> dict:
+    """Build, train within ``budget_s`` (selecting on ``dev``), evaluate on ``report`` (default
+    ``dev``), save; returns figures and the pipeline."""
     from seqlab.recipe import load_recipe
 
     settings = copy.deepcopy(settings)
@@ -91,8 +101,9 @@ def train_one(settings: dict, train, dev, output: Path, budget_s: float) -> dict
     start = time.perf_counter()
     result = pipe.fit(train, dev, recipe.train, log_dir=output / "logs")
     fit_s = time.perf_counter() - start
-    metrics = pipe.evaluate(dev)
-    pipe.save(output, meta={"recipe": settings, "summary": {"dev": metrics, "steps": result.steps}})
+    metrics = pipe.evaluate(dev if report is None else report)
+    key = "dev" if report is None else "dev_seen_in_training"  # a final fit: valid.txt was training data
+    pipe.save(output, meta={"recipe": settings, "summary": {key: metrics, "steps": result.steps}})
     return {"pipe": pipe, "metrics": metrics, "result": result, "fit_s": fit_s}
 
 
@@ -112,6 +123,9 @@ def main() -> None:
                    help=f"comma-separated ablation rows ({', '.join(ABLATIONS)}; empty: none)")
     p.add_argument("--char-encoder", default="cnn", choices=["cnn", "lstm", "none"])
     p.add_argument("--limit-train", type=int, default=None, help="use the first N training sentences")
+    p.add_argument("--final-fit", type=int, default=None, metavar="EPOCHS",
+                   help="train on train+dev for EPOCHS epochs instead (the best epoch of a dev-selected run); "
+                        "writes ner_final_fit.json, saves runs/benchmarks/ner_final_fit")
     p.add_argument("--smoke", action="store_true", help="label the run a smoke test (writes ner_smoke.json)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a machine shared with other jobs)")
@@ -148,6 +162,9 @@ def main() -> None:
     train, dev = load_recipe(data=settings).datasets()
     dev_tokens = [list(t) for t in dev["tokens"]]
     print(f"CoNLL-2003: {len(train)} training sentences, {len(dev)} valid sentences")
+    if args.final_fit is not None:
+        final_fit(args, settings, train, dev, runs, budget_s, wall_start)
+        return
 
     # 1. word2vec on the training text (its time counts against the budget).
     vectors = runs / "ner_vectors" / "conll2003_train_w2v100.txt"
@@ -197,6 +214,45 @@ def main() -> None:
     recorded = {**main_settings, "word2vec_training": WORD2VEC, "ablation_budget_s": ablation_s, "ablations": ablations,
                 "smoke": args.smoke, "threads": torch.get_num_threads()}
     write_results(name, metrics, recorded, budget_s, wall, pipe.device)
+
+
+def final_fit(args, settings: dict, train, dev, runs: Path, budget_s: float, wall_start: float) -> None:
+    """word2vec and the tagger on train + dev for ``args.final_fit`` epochs (see the module docstring)."""
+    import datasets
+    import torch
+
+    if args.final_fit < 1:
+        sys.exit(f"--final-fit takes a number of epochs >= 1, got {args.final_fit}")
+    both = datasets.concatenate_datasets([train, dev])
+    print(f"final fit: {len(both)} sentences (train + valid), {args.final_fit} epochs")
+    vectors = runs / "ner_vectors" / "conll2003_train_valid_w2v100.txt"
+    w2v_s = train_vectors([list(t) for t in both["tokens"]], vectors)
+    print(f"word2vec (train + valid text): {w2v_s:.1f} s → {vectors}")
+    fit_settings = copy.deepcopy(settings)
+    fit_settings["word2vec"] = {"pretrained": str(vectors), "pretrained_format": "word2vec_text"}
+    fit_settings["train"].update(epochs=args.final_fit, patience=None)
+    fit_settings["data"]["dev"] = None
+    base = "ner_smoke_final_fit" if args.smoke else "ner_final_fit"
+    run = train_one(fit_settings, both, None, runs / base, budget_s - w2v_s, report=dev)
+    result = run["result"]
+    seen = run["metrics"]["f1"]
+    print(f"final fit: {result.steps} steps ({result.stopped_by}); dev F1 {seen:.2f} (valid.txt was training data)")
+    metrics = {
+        "dev_f1_seen_in_training": round(seen, 2),
+        "final_fit_epochs": args.final_fit,
+        "epochs_run": result.history[-1]["epoch"] if result.history else 0,
+        "steps": result.steps,
+        "stopped_by": result.stopped_by,
+        "train_sentences": len(both),
+        "train_tokens_per_s": round(result.tokens_per_s, 1),
+        "word2vec_s": round(w2v_s, 1),
+    }
+    if args.smoke:
+        metrics["smoke"] = True
+    recorded = {**fit_settings, "word2vec_training": {**WORD2VEC, "corpus": "train.txt + valid.txt tokens"},
+                "final_fit": "train + valid, fixed epochs; the held-out figure needs the test split",
+                "smoke": args.smoke, "threads": torch.get_num_threads()}
+    write_results(results_name(base, args), metrics, recorded, budget_s, time.perf_counter() - wall_start, run["pipe"].device)
 
 
 if __name__ == "__main__":
