@@ -1,4 +1,5 @@
-"""Tiny saved pipelines of five tasks for the ``seqlab serve`` tests (and the demo-page test).
+"""Tiny saved pipelines of five tasks for the ``seqlab serve`` tests (and the demo-page test), and
+``served``: the real app serving them under uvicorn on a free localhost port.
 
 ``tiny_model_dirs`` trains each once per test session from a tiny recipe on the project's
 corpora in ``corpora/`` (a second or two each on one thread) and saves it with the ``meta``
@@ -8,6 +9,9 @@ never with the truth.
 """
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -86,3 +90,33 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
 def speech_wavs() -> list[Path]:
     """Two short clips of the project's speech corpus."""
     return [WAVS / "utt0000.wav", WAVS / "utt0004.wav"]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dirs):
+    """(base URL, task → the Pipeline): the real app, serving the saved folders as ``seqlab serve``
+    does, under uvicorn in a background thread; the pipelines are the same folders loaded here."""
+    import uvicorn
+
+    import seqlab
+    from seqlab.serve import create_app
+
+    app = create_app({task: str(folder) for task, folder in tiny_model_dirs.items()}, device="cpu")
+    pipes = {task: seqlab.load(folder, device="cpu") for task, folder in tiny_model_dirs.items()}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # a free port, held from here on: no race with other processes
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start the seqlab serve app")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", pipes
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

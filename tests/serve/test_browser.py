@@ -16,9 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -69,36 +66,6 @@ def browser():
             yield chromium
         finally:
             chromium.close()
-
-
-@pytest.fixture(scope="module")
-def served(tiny_model_dirs):
-    """(base URL, task → the Pipeline): the real app, serving the saved folders as ``seqlab serve``
-    does, under uvicorn in a background thread; the pipelines are the same folders loaded here."""
-    import uvicorn
-
-    import seqlab
-    from seqlab.serve import create_app
-
-    app = create_app({task: str(folder) for task, folder in tiny_model_dirs.items()}, device="cpu")
-    pipes = {task: seqlab.load(folder, device="cpu") for task, folder in tiny_model_dirs.items()}
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # a free port, held from here on: no race with other processes
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start the seqlab serve app")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", pipes
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture
