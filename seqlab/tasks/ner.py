@@ -23,8 +23,10 @@ independent softmax per token (cross-entropy), the baseline both papers compare 
   stays a plain ``VocabularyStage``.
 - **Word dropout.** In training, each token's word id becomes ``<unk>`` with probability
   ``word_dropout`` (its characters are kept), so the ``<unk>`` row learns what unseen
-  words look like (Lample et al. replace singletons with p = 0.5; here any token, at a
-  smaller rate).
+  words look like. ``singleton_dropout`` is Lample et al.'s form: a token whose word
+  (after lower-casing and digit mapping) occurs once in the training data becomes ``<unk>``
+  with that probability (they use 0.5), so the tagger learns to find the rare names, which
+  are most of the names a test set brings, from their characters and context.
 - **Confidence.** A span's ``score`` is the mean over its tokens of the CRF marginal
   ``p(y_t = ŷ_t | sentence)`` (forward–backward), or of the softmax probability.
 - **Inputs.** ``pipe("Angela Merkel visited Paris.")``: the pipeline's first stage,
@@ -103,6 +105,9 @@ class NERConfig:
     dropout: float = 0.5
     #: Probability that a training token's word id becomes <unk>.
     word_dropout: float = 0.05
+    #: Probability that a training token whose word occurs once in the training data becomes <unk>
+    #: (Lample et al. 2016: 0.5); on top of ``word_dropout``.
+    singleton_dropout: float = 0.0
     decoder: Literal["crf", "softmax"] = "crf"
     #: CRF: forbid the transitions the scheme does not allow (I-PER after O in IOB2/IOBES …).
     constrained: bool = True
@@ -121,7 +126,7 @@ class NERConfig:
     input_scheme: str = "IOB2"
 
     def validate(self, where: str = "model") -> None:
-        for name in ("dropout", "word_dropout"):
+        for name in ("dropout", "word_dropout", "singleton_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{where}.{name} must be in [0, 1), got {value}")
@@ -220,6 +225,8 @@ class NERModel(TaskModel):
             self.crf = None
         self._tag_index = {t: i for i, t in enumerate(config.tags)}
         self._warned_empty = False
+        #: Word rows seen once in the training data (``singleton_dropout``); set by ``train_batches``.
+        self._singleton_rows: Tensor | None = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -343,11 +350,22 @@ class NERModel(TaskModel):
             self._warned_empty = True
         if not examples:
             raise DataError("the NER training data has no non-empty sentence")
+        if self.config.singleton_dropout > 0:
+            self._singleton_rows = self.singleton_rows(ids_col)
         order = bucket_batches(
             [len(e[0]) for e in examples], config.batch_size, shuffle=True, seed=config.seed + epoch,
             bucket_factor=config.bucket_factor, max_tokens=config.max_tokens,
         )
         return _TrainBatches(self, examples, order)
+
+    def singleton_rows(self, ids_col: Sequence[Sequence[int]]) -> Tensor:
+        """A boolean per word row: does exactly one token of ``ids_col`` (training sentences as
+        vocabulary ids) look that row up? ``<unk>`` and padding never count."""
+        ids = torch.tensor([i for row in ids_col for i in row], dtype=torch.long)
+        rows = self.word_map.cpu()[ids]
+        once = torch.bincount(rows, minlength=self.config.word_vocab_size) == 1
+        once[[self.config.pad_id, self.config.unk_id]] = False
+        return once.to(self.word_map.device)
 
     def emissions(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Tag scores ``(B, T, K)`` and the token mask ``(B, T)``."""
@@ -355,6 +373,10 @@ class NERModel(TaskModel):
         mask = lengths_to_mask(lengths.to(ids.device), ids.shape[1])
         if self.training and self.config.word_dropout > 0:
             drop = (torch.rand(ids.shape, device=ids.device) < self.config.word_dropout) & mask
+            ids = ids.masked_fill(drop, self.config.unk_id)
+        if self.training and self.config.singleton_dropout > 0 and self._singleton_rows is not None:
+            rare = self._singleton_rows.to(ids.device)[self.word_map[ids]]
+            drop = (torch.rand(ids.shape, device=ids.device) < self.config.singleton_dropout) & rare & mask
             ids = ids.masked_fill(drop, self.config.unk_id)
         x = self.word_embedding(self.word_map[ids])
         if self.char_encoder is not None:

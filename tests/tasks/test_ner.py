@@ -8,6 +8,7 @@ import torch
 
 import seqlab
 from seqlab.core.errors import ConfigError, DataError, InputError
+from seqlab.nn.masking import lengths_to_mask
 from seqlab.nn.recurrent import RecurrentEncoder
 from seqlab.pipeline import Pipeline
 from seqlab.recipe import load_recipe
@@ -15,6 +16,7 @@ from seqlab.tasks.ner import NERConfig, NERModel
 from seqlab.text.tagged import Sentence, SentenceTokenizer, TagEncoder
 from seqlab.text.tagging import spans, tag_set, validate
 from seqlab.text.vocab import VocabularyStage
+from seqlab.train.config import TrainConfig
 
 SMALL = {"hidden_size": 32, "embedding_dim": 32, "char_hidden_size": 16, "dropout": 0.2}
 
@@ -379,3 +381,43 @@ def test_a_mixed_batch_cut_by_padding_cost_predicts_as_one_padded_batch(trained,
         assert [s["text"] for s in a["spans"]] == [s["text"] for s in b["spans"]]
         for x, y in zip(a["spans"], b["spans"]):
             assert abs(x["score"] - y["score"]) < 1e-5
+
+
+def test_singleton_dropout_turns_only_words_seen_once_into_unk(trained):
+    """Lample et al.'s singleton replacement: in training, a token whose (lower-cased) word occurs
+    once in the training data becomes <unk> with probability ``singleton_dropout``; other words never
+    (word dropout off), and nothing changes in eval mode."""
+    import copy
+
+    pipe, train, _ = trained
+    model = copy.deepcopy(pipe.model)
+    cfg = model.config
+    columns = pipe.preprocess({"tokens": [list(t) for t in train["tokens"]], "tags": list(train["tags"])})
+    rows = model.word_map[torch.tensor([i for r in columns["input_ids"] for i in r])]
+    counts = torch.bincount(rows, minlength=cfg.word_vocab_size)
+    expected = counts == 1
+    expected[[cfg.pad_id, cfg.unk_id]] = False
+    assert torch.equal(model.singleton_rows(columns["input_ids"]), expected)
+    assert 0 < int(expected.sum()) < int((counts > 0).sum())  # some words once, some more often
+
+    cfg.word_dropout, cfg.singleton_dropout = 0.0, 0.999999
+    batch = next(iter(model.train_batches(columns, TrainConfig(batch_size=64), 1)))
+    seen = []
+    model.word_embedding.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    model.train()
+    model.emissions(batch)
+    mask = lengths_to_mask(batch["input_ids_lengths"], batch["input_ids"].shape[1])
+    before = model.word_map[batch["input_ids"]]
+    rare = expected[before] & mask
+    assert bool(rare.any())
+    unk_row = int(model.word_map[cfg.unk_id])
+    assert bool((seen[0][rare] == unk_row).all())
+    assert torch.equal(seen[0][~rare], before[~rare])
+    model.eval()
+    model.emissions(batch)
+    assert torch.equal(seen[1], before)
+
+
+def test_singleton_dropout_is_checked():
+    with pytest.raises(ConfigError, match="singleton_dropout"):
+        NERConfig(singleton_dropout=1.0).validate()
