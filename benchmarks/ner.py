@@ -19,15 +19,19 @@ with batches of 8–64 as good as SGD and less sensitive), gradient norm clipped
 stopping after 10 epochs without a better dev F1. Issue #18 ("Accuracy that holds off the
 dev set") added weight averaging, fixed a priori: evaluation, selection and the saved model
 use an exponential moving average of the weights (decay 0.999, about 1,000 steps or two
-epochs; ``train.average``). valid.txt is used only to pick the best epoch and to report.
+epochs; ``train.average``), and Lample et al.'s singleton replacement (``singleton_dropout``
+0.5: a token whose word occurs once in train.txt becomes ``<unk>`` half the time, on top of
+the word dropout), which aims at the names a test set brings that training never showed.
+valid.txt is used only to pick the best epoch and to report.
 
 Beside the F1 of all entities it reports ``dev_unseen_f1`` (precision, recall and count too):
 the entities whose words never form an entity in train.txt, a third of valid.txt's (1,900 of
 5,942) and more of a test set's; the gap between the two F1s is most of the dev → test gap.
 
 Ablations (``--ablations``, each with its own budget, ``--ablation-budget-min``): the same
-model with one option taken away, reported as ``dev_f1_<row>``: ``no_word2vec`` (random word
-embeddings) and ``no_average`` (no EMA: the best evaluation's own weights).
+model with one option taken away, reported as ``dev_f1_<row>`` (and ``dev_unseen_f1_<row>``):
+``no_word2vec`` (random word embeddings), ``no_average`` (no EMA: the best evaluation's own
+weights) and ``no_singleton_dropout``.
 
 ``--final-fit EPOCHS`` (issue #18's "a final fit on train+dev, reported as such") replaces the
 main run and the ablations: word2vec and the tagger are trained on train.txt *and* valid.txt
@@ -64,7 +68,8 @@ SETTINGS = {
     "model": {
         "embedding_dim": 100, "lowercase": True, "normalize_numbers": True,
         "char_encoder": "cnn", "char_embedding_dim": 30, "char_hidden_size": 30, "char_kernel": 3,
-        "hidden_size": 200, "num_layers": 1, "dropout": 0.5, "word_dropout": 0.05, "decoder": "crf",
+        "hidden_size": 200, "num_layers": 1, "dropout": 0.5, "word_dropout": 0.05, "singleton_dropout": 0.5,
+        "decoder": "crf",
     },
     "train": {"epochs": 200, "batch_size": 32, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0,
               "patience": 10, "seed": 1, "average": "ema", "average_decay": 0.999},
@@ -78,6 +83,7 @@ WORD2VEC = {"algorithm": "skipgram", "dim": 100, "window": 5, "min_count": 1, "e
 ABLATIONS = {
     "no_word2vec": lambda s: s.pop("word2vec", None),
     "no_average": lambda s: s["train"].update(average="off"),
+    "no_singleton_dropout": lambda s: s["model"].update(singleton_dropout=0.0),
 }
 
 
@@ -142,7 +148,7 @@ def main() -> None:
     p = parser("CoNLL-2003 NER benchmark (BiLSTM-CNN-CRF)", budget_min=60)
     p.add_argument("--ablation-budget-min", type=float, default=None,
                    help="budget of the run without word2vec (default: same as --budget-min; 0 skips it)")
-    p.add_argument("--ablations", default="no_word2vec,no_average",
+    p.add_argument("--ablations", default="no_word2vec,no_average,no_singleton_dropout",
                    help=f"comma-separated ablation rows ({', '.join(ABLATIONS)}; empty: none)")
     p.add_argument("--char-encoder", default="cnn", choices=["cnn", "lstm", "none"])
     p.add_argument("--limit-train", type=int, default=None, help="use the first N training sentences")
@@ -231,6 +237,7 @@ def main() -> None:
         ablation = train_one(ablated, train, dev, runs / f"ner_{row}", ablation_s)
         metrics.update({
             f"dev_f1_{row}": round(ablation["metrics"]["f1"], 2),
+            f"dev_unseen_f1_{row}": unseen_entity_scores(ablation["pipe"], train, dev)["dev_unseen_f1"],
             f"train_tokens_per_s_{row}": round(ablation["result"].tokens_per_s, 1),
             f"steps_{row}": ablation["result"].steps,
             f"stopped_by_{row}": ablation["result"].stopped_by,
