@@ -20,10 +20,12 @@ Settings are fixed a priori from the literature for Multi30k-sized data, not tun
 - Adam 1e-3 (Kingma & Ba 2015), gradient norm clipped at 1, batches of at most 128 pairs
   and 2,000 padded tokens, the learning rate halved when val BLEU does not improve, early
   stopping after 4 evaluations without improvement, evaluation at each epoch end;
-- no weight averaging by default: the recorded runs had none. ``--train-set average=ema``
-  evaluates and saves an exponential moving average of the weights instead (decay 0.999, about
-  1,000 steps or 4 epochs), the cheap form of the checkpoint averaging NMT systems use
-  (Junczys-Dowmunt et al. 2016; Vaswani et al. 2017); it has not yet had a full 90-minute run;
+- evaluation, selection and the saved model use an exponential moving average of the weights
+  (decay 0.999, about 1,000 steps or 4 epochs; ``train.average``), the cheap form of the
+  checkpoint averaging NMT systems use (Junczys-Dowmunt et al. 2016; Vaswani et al. 2017). Its
+  first 90-minute run (``--train-set average=ema`` at commit bb87a5f) gave val BLEU 38.55 beam /
+  37.97 greedy against 37.84 / 37.24 without it (commit a1f4692), so it became the default;
+  ``--train-set average=off`` gives the earlier setting;
 - val BLEU for model selection is greedy (cheap); the chosen model is then decoded greedily
   and with a beam of 5 (GNMT length penalty, alpha 0.6, Wu et al. 2016), outputs at most
   ``1.5 · source + 10`` subwords.
@@ -59,7 +61,7 @@ SETTINGS = {
     },
     "train": {"epochs": 100, "batch_size": 128, "max_tokens": 2000, "optimizer": "adam", "lr": 1e-3,
               "clip_norm": 1.0, "schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 0,
-              "patience": 4, "seed": 1},
+              "patience": 4, "seed": 1, "average": "ema", "average_decay": 0.999},
     "examples": ["A man is riding a bicycle.", "Two dogs are playing in the snow.",
                  "A little girl in a pink dress is climbing the stairs."],
 }
