@@ -224,10 +224,12 @@ class RawClient:
         return status, await self.reader.readexactly(length)
 
     async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        """Close the connection, if open; the next request opens a new one."""
+        writer, self.reader, self.writer = self.writer, None, None
+        if writer is not None:
+            writer.close()
             try:
-                await self.writer.wait_closed()
+                await writer.wait_closed()
             except OSError:
                 pass
 
@@ -286,8 +288,7 @@ async def drive(url: str, name: str, inputs: list, clients: int, seconds: float,
                     errors += status != 200
                 except (OSError, asyncio.IncompleteReadError, ConnectionError):  # counted, not retried
                     errors += 1
-                    await client.close()
-                    client.writer = None
+                    await client.close()  # the next request reconnects
                     continue
                 latencies.append(time.perf_counter() - t)
 

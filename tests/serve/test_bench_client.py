@@ -37,11 +37,14 @@ def test_raw_client_answers_equal_httpx(served, speech_wavs):
     async def raw():
         client = bench.RawClient(host, int(port))
         try:
-            return [await client.request(*r) for r in requests * 2]  # one connection, kept alive
+            answers = [await client.request(*r) for r in requests * 2]  # one connection, kept alive
+            await client.close()  # as after a failed request: the next one reconnects
+            return answers, await client.request(*requests[0])
         finally:
             await client.close()
 
-    got = asyncio.run(raw())
+    got, after_close = asyncio.run(raw())
+    assert after_close[0] == 200
     with httpx.Client(base_url=base, trust_env=False, timeout=60) as client:
         want = [client.request(m, path, content=body, headers={"content-type": k} if k else {}) for m, path, body, k in requests]
     statuses = [status for status, _ in got]
