@@ -22,7 +22,7 @@ from torch import nn
 from ..core.errors import ConfigError, DataError, InputError
 from ..core.options import Option
 from ..data.splits import FileRecipe, first_rows
-from ..embeddings.word2vec import Word2VecConfig, optional_word2vec_stage
+from ..embeddings.word2vec import Word2VecConfig, copy_pretrained_vectors, optional_word2vec_stage
 from ..text.trees import TreeReaderConfig
 from ..text.vocab import VocabularyStageConfig
 from ..train.config import TrainConfig
@@ -44,6 +44,10 @@ class TreeSentimentConfig:
     node_loss: bool = True
     #: Freeze pretrained embeddings (word2vec) instead of fine-tuning them.
     freeze_embeddings: bool = False
+    #: Networks in the ensemble: each has its own embedding, encoder and classifier, from its own
+    #: random initialisation; they train side by side on the same batches (the loss is the mean
+    #: of theirs) and predict with the mean of their probabilities. 1: a single network.
+    members: int = 1
     vocab_size: int = 0
     pad_id: int = 0
     labels: list[str] = field(default_factory=list)
@@ -53,7 +57,7 @@ class TreeSentimentConfig:
             raise ConfigError(f"{where}.dropout must be in [0, 1), got {self.dropout}")
         if self.encoder not in ENCODERS:
             raise ConfigError(f"{where}.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
-        for name in ("embedding_dim", "hidden_size"):
+        for name in ("embedding_dim", "hidden_size", "members"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -114,12 +118,28 @@ class TreeSentimentModel(WordClassifier):
             )
         from ..nn.trees import make_tree_encoder
 
-        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
         from ..nn.dropout import Dropout
 
+        def member() -> tuple[nn.Module, nn.Module, nn.Module]:
+            embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+            encoder = make_tree_encoder(config.encoder, config.embedding_dim, config.hidden_size)
+            return embedding, encoder, nn.Linear(encoder.output_size, len(config.labels))
+
+        # The first member keeps the single network's parameter names (pipelines saved before
+        # ensembles load unchanged); the others live in ``extra_members``.
+        self.embedding, self.encoder, self.head = member()
         self.dropout = Dropout(config.dropout)
-        self.encoder = make_tree_encoder(config.encoder, config.embedding_dim, config.hidden_size)
-        self.head = nn.Linear(self.encoder.output_size, len(config.labels))
+        self.extra_members = nn.ModuleList(
+            nn.ModuleDict(dict(zip(("embedding", "encoder", "head"), member()))) for _ in range(config.members - 1)
+        )
+
+    def members(self) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
+        """``(embedding, encoder, head)`` of each network in the ensemble (one unless ``members`` > 1)."""
+        return [(self.embedding, self.encoder, self.head)] + [(m["embedding"], m["encoder"], m["head"]) for m in self.extra_members]
+
+    def initialize(self, stages: list) -> None:
+        for embedding, _, _ in self.members():
+            copy_pretrained_vectors(embedding, stages, self.config.freeze_embeddings)
 
     def pad_values(self, training: bool) -> dict[str, Any]:
         # input_ids first: it is the length column, so tokens/s counts words, not nodes.
@@ -142,15 +162,18 @@ class TreeSentimentModel(WordClassifier):
 
     # -- the network ---------------------------------------------------------------------
     def node_logits(self, batch: dict[str, torch.Tensor]):
-        """Logits of every node ``(num_nodes, labels)`` and the :class:`TreeBatch`."""
+        """Each member's logits of every node (a list of ``(num_nodes, labels)``) and the :class:`TreeBatch`."""
         from ..nn.trees import TreeBatch
 
         ids = batch["input_ids"]
         tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
-        # Dropout after picking the leaves: padding positions need no mask.
-        x = self.dropout(self.embedding(ids.reshape(-1)[tree.leaf_tokens]))
-        states = self.encoder(x, tree)
-        return self.head(self.dropout(states)), tree
+        leaf_ids = ids.reshape(-1)[tree.leaf_tokens]
+        logits = []
+        for embedding, encoder, head in self.members():
+            # Dropout after picking the leaves: padding positions need no mask.
+            states = encoder(self.dropout(embedding(leaf_ids)), tree)
+            logits.append(head(self.dropout(states)))
+        return logits, tree
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits, tree = self.node_logits(batch)
@@ -159,8 +182,10 @@ class TreeSentimentModel(WordClassifier):
 
             flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
             targets = batch["node_label_ids"].reshape(-1)[flat]
-            return nn.functional.cross_entropy(logits.float(), targets, ignore_index=-1)
-        return nn.functional.cross_entropy(logits[tree.roots].float(), batch["labels"])
+            losses = [nn.functional.cross_entropy(x.float(), targets, ignore_index=-1) for x in logits]
+        else:
+            losses = [nn.functional.cross_entropy(x[tree.roots].float(), batch["labels"]) for x in logits]
+        return torch.stack(losses).mean()
 
     @torch.no_grad()
     def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
@@ -168,7 +193,7 @@ class TreeSentimentModel(WordClassifier):
         raw = batch.get("_raw") or {}
         phrases = options.return_phrases
         logits, tree = self.node_logits(batch)
-        probs = logits.float().softmax(-1).cpu()
+        probs = torch.stack([x.float().softmax(-1) for x in logits]).mean(0).cpu()
         labels = self.config.labels
         best_score, best = probs.max(-1)
         best_score, best = best_score.tolist(), best.tolist()

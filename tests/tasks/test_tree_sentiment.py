@@ -131,3 +131,70 @@ def test_cli_train_eval_predict(repo, tmp_path, capsys, monkeypatch):
     assert "column 22: the bracket opened at column 1 is never closed" in capsys.readouterr().err
     assert main(["predict", str(out), "(3 (2 a) (3 charming) (2 film))"]) == 2
     assert "takes at most 2 children per node, but a tree has a node with 3" in capsys.readouterr().err
+
+
+def _tiny_batch():
+    return {"input_ids": torch.tensor([[4, 5, 6], [7, 0, 0]]), "input_ids_lengths": torch.tensor([3, 1]),
+            "node_parent": torch.tensor([[2, 2, 4, 4, -1], [-1, 0, 0, 0, 0]]), "node_parent_lengths": torch.tensor([5, 1]),
+            "node_token": torch.tensor([[0, 1, -1, 2, -1], [0, -1, -1, -1, -1]]), "node_token_lengths": torch.tensor([5, 1]),
+            "node_label_ids": torch.tensor([[0, 1, -1, 1, 1], [0, -1, -1, -1, -1]]), "node_label_ids_lengths": torch.tensor([5, 1]),
+            "labels": torch.tensor([1, 0])}
+
+
+def test_ensemble_members_average_probabilities_and_losses():
+    from seqlab.tasks.tree_sentiment import TreeSentimentConfig, TreeSentimentModel
+
+    torch.manual_seed(0)
+    cfg = TreeSentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"], members=3, dropout=0.0)
+    model = TreeSentimentModel(cfg).eval()
+    members = model.members()
+    assert len(members) == 3 and not torch.equal(members[0][0].weight, members[1][0].weight)  # own initialisation
+    batch = _tiny_batch()
+    single = []
+    for embedding, encoder, head in members:  # each member alone, as a one-network model with its weights
+        alone = TreeSentimentModel(TreeSentimentConfig(**{**vars(cfg), "members": 1})).eval()
+        alone.embedding, alone.encoder, alone.head = embedding, encoder, head
+        single.append((alone.decode(batch), alone.loss(batch)))
+    out = model.decode(batch)
+    for b in range(2):
+        expected = sum(s[0][b]["scores"]["pos"] for s in single) / 3
+        assert out[b]["scores"]["pos"] == pytest.approx(expected, abs=1e-6)
+        assert out[b]["label"] == ("pos" if expected > 0.5 else "neg")
+    assert model.loss(batch).item() == pytest.approx(sum(s[1].item() for s in single) / 3, abs=1e-6)
+    model.config.node_loss = False
+    assert model.loss(batch).item() > 0
+
+
+def test_single_network_keeps_its_parameter_names_and_members_are_checked():
+    from seqlab.tasks.tree_sentiment import TreeSentimentConfig, TreeSentimentModel
+
+    cfg = TreeSentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"])
+    names = set(TreeSentimentModel(cfg).state_dict())
+    assert "embedding.weight" in names and not any(n.startswith("extra_members") for n in names)
+    two = set(TreeSentimentModel(TreeSentimentConfig(**{**vars(cfg), "members": 2})).state_dict())
+    assert two == names | {f"extra_members.0.{n}" for n in names}
+    with pytest.raises(ConfigError, match=r"model.members must be >= 1, got 0"):
+        TreeSentimentModel(TreeSentimentConfig(**{**vars(cfg), "members": 0}))
+
+
+def test_ensemble_trains_saves_and_loads_with_word2vec_in_every_member(repo, tmp_path):
+    recipe = load_recipe(data={
+        "task": "tree_sentiment",
+        "data": {"train": str(repo / "corpora/sentiment/trees/train.txt"), "dev": str(repo / "corpora/sentiment/trees/dev.txt")},
+        "word2vec": {"dim": 16, "epochs": 2, "min_count": 1},
+        "model": {"embedding_dim": 16, "hidden_size": 8, "members": 2},
+        "device": "cpu",
+    })
+    pipe = recipe.build()
+    train, dev = recipe.datasets()
+    pipe.fit(train, dev, {**TINY, "epochs": 2})
+    w2v, vocab = pipe.stages[2], pipe.stages[1].vocab
+    fresh = torch.tensor(w2v.vectors["dull"])
+    trained = [emb.weight[vocab.token_to_id("dull")] for emb, _, _ in pipe.model.members()]
+    # Both started from the word2vec vector and were fine-tuned apart.
+    assert all((row - fresh).abs().max() < 0.5 for row in trained) and not torch.equal(trained[0], trained[1])
+    pipe.save(tmp_path / "ens")
+    loaded = seqlab.load(tmp_path / "ens", device="cpu")
+    assert loaded.model.config.members == 2
+    inputs = ["(3 (2 a) (3 (3 great) (2 film)))", "a dull mess"]
+    assert loaded(inputs, return_phrases=True) == pipe(inputs, return_phrases=True)
