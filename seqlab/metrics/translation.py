@@ -46,6 +46,8 @@ class CorpusScore:
     score: float
     signature: str
     formatted: str
+    #: BLEU only: hypothesis length / reference length (sacrebleu's tokens), the brevity penalty's input.
+    length_ratio: float | None = None
 
     def __float__(self) -> float:
         return self.score
@@ -106,6 +108,7 @@ class SacreBLEUAccumulator(Accumulator):
             score=float(score.score),
             signature=self._metric.get_signature().format(),
             formatted=score.format(),
+            length_ratio=score.sys_len / score.ref_len if getattr(score, "ref_len", 0) else None,
         )
 
     def reset(self) -> None:

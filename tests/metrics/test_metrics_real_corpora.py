@@ -96,6 +96,7 @@ def test_multi30k_bleu_chrf_equal_sacrebleu(multi30k):
     got = bleu(refs, hyps)
     assert 10.0 < expected.score < 90.0
     assert got.score == pytest.approx(expected.score, abs=1e-9)
+    assert got.length_ratio == pytest.approx(expected.sys_len / expected.ref_len, abs=1e-12) and got.length_ratio != 1.0
     assert got.signature == "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
     two = bleu([list(p) for p in zip(refs, ref2)][:400], hyps[:400])
     assert two.score == pytest.approx(sacrebleu.corpus_bleu(hyps[:400], [refs[:400], ref2[:400]]).score, abs=1e-9)

@@ -237,3 +237,28 @@ def test_corpus_is_reproducible_and_dev_is_unseen(repo, tmp_path):
     assert len(train["text"]) == len(train["target"]) == 400 and len(dev["text"]) == len(dev["target"]) == 100
     assert not set(dev["text"]) & set(train["text"])
     assert all(s.endswith(".") and s[0].isupper() for s in train["text"] + train["target"])
+
+
+def test_choose_length_penalty_keeps_the_best_dev_bleu(trained, repo):
+    from seqlab.metrics.translation import bleu
+    from seqlab.tasks.translation import choose_length_penalty
+
+    _, _, directory, _ = trained
+    pipe = load(directory, device="cpu")  # its own copy: the choice changes the model's config
+    dev = _corpus(repo, "dev", n=30)
+    rows = choose_length_penalty(pipe, dev["text"], dev["target"], alphas=(0.0, 1.0, 4.0), beam_size=3)
+    assert [r["length_alpha"] for r in rows] == [0.0, 1.0, 4.0]
+    best = max(rows, key=lambda r: r["bleu"])
+    assert pipe.model.config.length_penalty == "gnmt" and pipe.model.config.length_alpha == best["length_alpha"]
+    for row in rows:  # each row is the BLEU of the beam decoding with that weight
+        pipe.model.config.length_alpha = row["length_alpha"]
+        score = bleu(dev["target"], pipe.predict(dev["text"], beam_size=3))
+        assert score.score == pytest.approx(row["bleu"]) and score.length_ratio == pytest.approx(row["length_ratio"])
+    # A stronger weight never makes the beam's outputs shorter in total.
+    assert rows[0]["length_ratio"] <= rows[2]["length_ratio"]
+    with pytest.raises(ConfigError, match="length_alpha must be a finite number >= 0"):
+        choose_length_penalty(pipe, dev["text"], dev["target"], alphas=(0.5, -1.0))
+    with pytest.raises(ConfigError, match="at least one"):
+        choose_length_penalty(pipe, dev["text"], dev["target"], alphas=())
+    with pytest.raises(DataError, match="2 sources and 1 references"):
+        choose_length_penalty(pipe, dev["text"][:2], dev["target"][:1])
