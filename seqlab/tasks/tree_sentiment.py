@@ -13,7 +13,7 @@ every phrase (every node), and the tree with the predicted labels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -25,10 +25,12 @@ from ..data.splits import FileRecipe, first_rows
 from ..embeddings.word2vec import Word2VecConfig, copy_pretrained_vectors, optional_word2vec_stage
 from ..text.trees import TreeReaderConfig
 from ..text.vocab import VocabularyStageConfig
+from ..text.wordchars import WordCharsConfig
 from ..train.config import TrainConfig
 from .sentiment import WordClassifier
 
 ENCODERS = ("recursive", "childsum", "binary")
+CHAR_ENCODERS = ("none", "cnn", "lstm")
 
 
 @dataclass
@@ -48,6 +50,14 @@ class TreeSentimentConfig:
     #: random initialisation; they train side by side on the same batches (the loss is the mean
     #: of theirs) and predict with the mean of their probabilities. 1: a single network.
     members: int = 1
+    #: A character-level encoder of each word, concatenated to its embedding (a ``word_chars``
+    #: stage gives the characters): ``none``, ``cnn`` (Ma & Hovy 2016) or ``lstm`` (Lample et al. 2016).
+    #: It gives words unseen in training a vector from their spelling.
+    char_encoder: Literal["none", "cnn", "lstm"] = "none"
+    #: Character embedding size and filters (cnn) / units per direction (lstm); None: the paper's.
+    char_embedding_dim: int | None = None
+    char_hidden_size: int | None = None
+    num_chars: int = 0
     vocab_size: int = 0
     pad_id: int = 0
     labels: list[str] = field(default_factory=list)
@@ -57,6 +67,11 @@ class TreeSentimentConfig:
             raise ConfigError(f"{where}.dropout must be in [0, 1), got {self.dropout}")
         if self.encoder not in ENCODERS:
             raise ConfigError(f"{where}.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.char_encoder not in CHAR_ENCODERS:
+            raise ConfigError(f"{where}.char_encoder must be one of {', '.join(CHAR_ENCODERS)}, got {self.char_encoder!r}")
+        for name in ("char_embedding_dim", "char_hidden_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{where}.{name} must be >= 1 or null, got {getattr(self, name)}")
         for name in ("embedding_dim", "hidden_size", "members"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
@@ -108,6 +123,16 @@ class TreeSentimentModel(WordClassifier):
     selection_mode = "max"
     missing_stages = "the tree sentiment pipeline needs a vocabulary stage and a tree_label_encoder stage"
 
+    @classmethod
+    def configure(cls, config: TreeSentimentConfig, stages: list) -> TreeSentimentConfig:
+        config = super().configure(config, stages)
+        if config.char_encoder != "none":
+            chars = next((s for s in stages if getattr(s, "kind", "") == "word_chars"), None)
+            if chars is None:
+                raise ConfigError(f"model.char_encoder {config.char_encoder!r} needs a word_chars stage after the tree_reader")
+            config = replace(config, num_chars=len(chars.table))
+        return config
+
     def __init__(self, config: TreeSentimentConfig) -> None:
         super().__init__(config)
         config.validate()
@@ -120,30 +145,45 @@ class TreeSentimentModel(WordClassifier):
 
         from ..nn.dropout import Dropout
 
-        def member() -> tuple[nn.Module, nn.Module, nn.Module]:
-            embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
-            encoder = make_tree_encoder(config.encoder, config.embedding_dim, config.hidden_size)
-            return embedding, encoder, nn.Linear(encoder.output_size, len(config.labels))
+        if config.char_encoder != "none" and config.num_chars < 3:
+            raise ConfigError("model.char_encoder needs num_chars from a fitted word_chars stage (build it with Pipeline.fit)")
+
+        def member() -> dict[str, nn.Module]:
+            parts: dict[str, nn.Module] = {
+                "embedding": nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)}
+            size = config.embedding_dim
+            if config.char_encoder != "none":
+                from ..nn.charenc import char_encoder
+
+                parts["chars"] = char_encoder(config.char_encoder, config.num_chars, config.char_embedding_dim,
+                                              config.char_hidden_size)
+                size += parts["chars"].output_size
+            parts["encoder"] = make_tree_encoder(config.encoder, size, config.hidden_size)
+            parts["head"] = nn.Linear(parts["encoder"].output_size, len(config.labels))
+            return parts
 
         # The first member keeps the single network's parameter names (pipelines saved before
         # ensembles load unchanged); the others live in ``extra_members``.
-        self.embedding, self.encoder, self.head = member()
+        first = member()
+        self.embedding, self.encoder, self.head = first["embedding"], first["encoder"], first["head"]
+        self.char_encoder = first.get("chars")
         self.dropout = Dropout(config.dropout)
-        self.extra_members = nn.ModuleList(
-            nn.ModuleDict(dict(zip(("embedding", "encoder", "head"), member()))) for _ in range(config.members - 1)
-        )
+        self.extra_members = nn.ModuleList(nn.ModuleDict(member()) for _ in range(config.members - 1))
 
-    def members(self) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
-        """``(embedding, encoder, head)`` of each network in the ensemble (one unless ``members`` > 1)."""
-        return [(self.embedding, self.encoder, self.head)] + [(m["embedding"], m["encoder"], m["head"]) for m in self.extra_members]
+    def members(self) -> list[tuple[nn.Module, nn.Module | None, nn.Module, nn.Module]]:
+        """``(embedding, char_encoder or None, encoder, head)`` of each network in the ensemble."""
+        first = [(self.embedding, self.char_encoder, self.encoder, self.head)]
+        return first + [(m["embedding"], m["chars"] if "chars" in m else None, m["encoder"], m["head"]) for m in self.extra_members]
 
     def initialize(self, stages: list) -> None:
-        for embedding, _, _ in self.members():
+        for embedding, *_ in self.members():
             copy_pretrained_vectors(embedding, stages, self.config.freeze_embeddings)
 
     def pad_values(self, training: bool) -> dict[str, Any]:
         # input_ids first: it is the length column, so tokens/s counts words, not nodes.
         pads: dict[str, Any] = {"input_ids": self.config.pad_id, "node_parent": -1, "node_token": -1}
+        if self.config.char_encoder != "none":
+            pads["char_ids"] = 0
         if training:
             pads["labels"] = None
             pads["node_label_ids"] = -1
@@ -168,10 +208,18 @@ class TreeSentimentModel(WordClassifier):
         ids = batch["input_ids"]
         tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
         leaf_ids = ids.reshape(-1)[tree.leaf_tokens]
+        if self.char_encoder is not None:
+            chars = batch["char_ids"]
+            chars = chars.reshape(-1, chars.shape[-1])[tree.leaf_tokens]  # (leaves, max_word_length)
+            char_lengths = (chars != 0).sum(1).clamp(min=1)
+            chars = chars[:, : int(char_lengths.max())] if len(char_lengths) else chars
         logits = []
-        for embedding, encoder, head in self.members():
+        for embedding, char_encoder, encoder, head in self.members():
+            x = embedding(leaf_ids)
+            if char_encoder is not None:
+                x = torch.cat([x, char_encoder(chars, char_lengths).to(x.dtype)], dim=-1)
             # Dropout after picking the leaves: padding positions need no mask.
-            states = encoder(self.dropout(embedding(leaf_ids)), tree)
+            states = encoder(self.dropout(x), tree)
             logits.append(head(self.dropout(states)))
         return logits, tree
 
@@ -256,6 +304,8 @@ class TreeSentimentRecipe(FileRecipe):
     vocabulary: VocabularyStageConfig = field(default_factory=VocabularyStageConfig)
     #: Optional word2vec stage settings (None: embeddings learned from scratch).
     word2vec: Word2VecConfig | None = None
+    #: The characters of each word, used when ``model.char_encoder`` is not ``none``.
+    word_chars: WordCharsConfig = field(default_factory=WordCharsConfig)
     model: TreeSentimentConfig = field(default_factory=TreeSentimentConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=25, lr=2e-3))
     output: str = "runs/tree_sentiment"
@@ -277,8 +327,11 @@ class TreeSentimentRecipe(FileRecipe):
         from ..pipeline import Pipeline
         from ..text.trees import TreeLabelEncoder, TreeReader
         from ..text.vocab import VocabularyStage
+        from ..text.wordchars import WordChars
 
         stages = [TreeReader(self.reader), VocabularyStage(self.vocabulary)]
+        if self.model.char_encoder != "none":
+            stages.append(WordChars(self.word_chars))
         stages.extend(optional_word2vec_stage(self.word2vec))
         stages.append(TreeLabelEncoder())
         return Pipeline(stages, TreeSentimentModel, self.model, device=self.device)

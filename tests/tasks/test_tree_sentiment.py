@@ -151,7 +151,7 @@ def test_ensemble_members_average_probabilities_and_losses():
     assert len(members) == 3 and not torch.equal(members[0][0].weight, members[1][0].weight)  # own initialisation
     batch = _tiny_batch()
     single = []
-    for embedding, encoder, head in members:  # each member alone, as a one-network model with its weights
+    for embedding, _, encoder, head in members:  # each member alone, as a one-network model with its weights
         alone = TreeSentimentModel(TreeSentimentConfig(**{**vars(cfg), "members": 1})).eval()
         alone.embedding, alone.encoder, alone.head = embedding, encoder, head
         single.append((alone.decode(batch), alone.loss(batch)))
@@ -190,7 +190,7 @@ def test_ensemble_trains_saves_and_loads_with_word2vec_in_every_member(repo, tmp
     pipe.fit(train, dev, {**TINY, "epochs": 2})
     w2v, vocab = pipe.stages[2], pipe.stages[1].vocab
     fresh = torch.tensor(w2v.vectors["dull"])
-    trained = [emb.weight[vocab.token_to_id("dull")] for emb, _, _ in pipe.model.members()]
+    trained = [emb.weight[vocab.token_to_id("dull")] for emb, *_ in pipe.model.members()]
     # Both started from the word2vec vector and were fine-tuned apart.
     assert all((row - fresh).abs().max() < 0.5 for row in trained) and not torch.equal(trained[0], trained[1])
     pipe.save(tmp_path / "ens")
@@ -198,3 +198,63 @@ def test_ensemble_trains_saves_and_loads_with_word2vec_in_every_member(repo, tmp
     assert loaded.model.config.members == 2
     inputs = ["(3 (2 a) (3 (3 great) (2 film)))", "a dull mess"]
     assert loaded(inputs, return_phrases=True) == pipe(inputs, return_phrases=True)
+
+
+def test_word_chars_stage_fits_maps_and_round_trips(tmp_path):
+    from seqlab.core.errors import NotFittedError
+    from seqlab.text.wordchars import WordChars
+
+    stage = WordChars(max_word_length=4)
+    with pytest.raises(NotFittedError):
+        stage({"tokens": [["a"]]})
+    stage.fit({"tokens": [["film", "dull"], ["a"]]})
+    assert stage.config.alphabet == "adfilmu"
+    ids = stage({"tokens": [["dull", "films!", "é"]]})["char_ids"][0]
+    table = {c: i + 2 for i, c in enumerate("adfilmu")}
+    assert ids[0] == [table[c] for c in "dull"]
+    assert ids[1] == [table["f"], table["i"], 1, 1]  # "fi" + "s!", the first and last 2 of "films!" ("s", "!" unknown)
+    assert ids[2] == [1, 0, 0, 0]  # an unknown character, then padding
+    again = WordChars(stage.to_config()["config"])  # what a saved pipeline rebuilds it from
+    assert again.fitted and again({"tokens": [["dull"]]}) == stage({"tokens": [["dull"]]})
+    with pytest.raises(ConfigError, match="max_word_length must be >= 2"):
+        WordChars(max_word_length=1)
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_char_encoder_gives_unseen_words_their_own_vectors(repo, tmp_path, kind):
+    plain, _ = fit(repo, train={**TINY, "epochs": 2})
+    pipe, dev = fit(repo, train={**TINY, "epochs": 2}, char_encoder=kind, char_embedding_dim=8, char_hidden_size=6)
+    assert [s.kind for s in pipe.stages][:3] == ["tree_reader", "vocabulary", "word_chars"]
+    assert pipe.model.config.num_chars == len(pipe.stages[2].table) > 10
+    unseen = ["(2 zzqx)", "(2 superbly)"]  # neither word is in the tiny treebank
+    assert plain(unseen[0])["scores"] == plain(unseen[1])["scores"]  # both <unk>: one vector
+    assert pipe(unseen[0])["scores"] != pipe(unseen[1])["scores"]  # spelled differently: two
+    # A batch of trees of different sizes gives each tree what it gets alone (leaves and their characters line up).
+    inputs = ["(3 (2 the) (3 (3 charming) (2 film)))", "a dull , lifeless mess from start to end", "(2 zzqx)"]
+    together = pipe(inputs)
+    for text, out in zip(inputs, together):
+        assert pipe(text)["scores"] == pytest.approx(out["scores"], abs=1e-6)
+    pipe.save(tmp_path / "chars")
+    loaded = seqlab.load(tmp_path / "chars", device="cpu")
+    assert loaded(inputs, return_phrases=True) == pipe(inputs, return_phrases=True)
+    assert pipe.evaluate(dev)["accuracy"] > 0.5
+
+
+def test_char_encoder_config_errors(repo):
+    from seqlab.tasks.tree_sentiment import TreeSentimentConfig, TreeSentimentModel
+    from seqlab.text.trees import TreeLabelEncoder, TreeReader
+    from seqlab.text.vocab import VocabularyStage
+
+    with pytest.raises(ConfigError, match="char_encoder: 'gru' is not one of 'none', 'cnn', 'lstm'"):
+        load_recipe(repo / "pipelines" / "tree_sentiment.yaml", ["model.char_encoder=gru"])
+    with pytest.raises(ConfigError, match="char_hidden_size must be >= 1"):
+        load_recipe(repo / "pipelines" / "tree_sentiment.yaml", ["model.char_hidden_size=0"])
+    stages = [TreeReader(), VocabularyStage(), TreeLabelEncoder()]
+    data = {"text": ["(3 (2 a) (3 good))"], "label": ["positive"]}
+    columns = stages[0](data)
+    stages[1].fit(columns)
+    stages[2].fit({**columns, "label": ["positive"]})
+    with pytest.raises(ConfigError, match="needs a word_chars stage"):
+        TreeSentimentModel.configure(TreeSentimentConfig(char_encoder="cnn"), stages)
+    with pytest.raises(ConfigError, match="num_chars"):
+        TreeSentimentModel(TreeSentimentConfig(char_encoder="cnn", vocab_size=5, labels=["a", "b"]))
