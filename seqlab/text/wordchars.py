@@ -52,7 +52,8 @@ class WordChars(InputOutputStage):
         from ..nn.charenc import CharTable
 
         self.table = CharTable(alphabet)
-        self.config.alphabet = self.table.alphabet
+        # A copy: the config object given (a recipe's section) stays as it was.
+        self.config = dataclasses.replace(self.config, alphabet=self.table.alphabet)
         self.fitted = True
 
     def fit(self, data: Any) -> "WordChars":

@@ -204,6 +204,11 @@ def test_word_chars_stage_fits_maps_and_round_trips(tmp_path):
     from seqlab.core.errors import NotFittedError
     from seqlab.text.wordchars import WordChars
 
+    from seqlab.text.wordchars import WordCharsConfig
+
+    given = WordCharsConfig(max_word_length=4)
+    WordChars(given).fit({"tokens": [["x"]]})
+    assert given.alphabet is None  # the caller's config is not changed by fit
     stage = WordChars(max_word_length=4)
     with pytest.raises(NotFittedError):
         stage({"tokens": [["a"]]})
