@@ -228,6 +228,18 @@ class CharBiLSTMEncoder(nn.Module):
         return final
 
 
+def check_char_sizes(where: str, embedding_dim: int | None, hidden_size: int | None) -> None:
+    """A ``ConfigError`` unless the character embedding and hidden sizes are >= 1 or None (the paper's).
+
+    >>> check_char_sizes("model", None, 0)
+    Traceback (most recent call last):
+    seqlab.core.errors.ConfigError: model.char_hidden_size must be >= 1 or null, got 0
+    """
+    for name, value in (("char_embedding_dim", embedding_dim), ("char_hidden_size", hidden_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{where}.{name} must be >= 1 or null, got {value}")
+
+
 def char_encoder(
     kind: Literal["cnn", "lstm"],
     num_chars: int,

@@ -59,7 +59,7 @@ from ..core.stage import Stage
 from ..core.task import TaskModel
 from ..data.collate import bucket_batches
 from ..data.splits import FileRecipe, first_rows
-from ..nn.charenc import CharTable, char_encoder, char_ids
+from ..nn.charenc import CharTable, char_encoder, char_ids, check_char_sizes
 from ..nn.dropout import Dropout
 from ..nn.masking import lengths_to_mask
 from ..nn.recurrent import PaddedBiRecurrentEncoder, RecurrentEncoder
@@ -133,10 +133,7 @@ class NERConfig:
         for name in ("embedding_dim", "hidden_size", "num_layers", "char_kernel"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("char_embedding_dim", "char_hidden_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{where}.{name} must be >= 1 or null, got {value}")
+        check_char_sizes(where, self.char_embedding_dim, self.char_hidden_size)
         if self.max_word_length < 2:
             raise ConfigError(f"{where}.max_word_length must be >= 2, got {self.max_word_length}")
         if self.chunk_length < 2:

@@ -23,6 +23,7 @@ from ..core.errors import ConfigError, DataError, InputError
 from ..core.options import Option
 from ..data.splits import FileRecipe, first_rows
 from ..embeddings.word2vec import Word2VecConfig, copy_pretrained_vectors, optional_word2vec_stage
+from ..nn.charenc import check_char_sizes
 from ..text.trees import TreeReaderConfig
 from ..text.vocab import VocabularyStageConfig
 from ..text.wordchars import WordCharsConfig
@@ -69,9 +70,7 @@ class TreeSentimentConfig:
             raise ConfigError(f"{where}.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if self.char_encoder not in CHAR_ENCODERS:
             raise ConfigError(f"{where}.char_encoder must be one of {', '.join(CHAR_ENCODERS)}, got {self.char_encoder!r}")
-        for name in ("char_embedding_dim", "char_hidden_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{where}.{name} must be >= 1 or null, got {getattr(self, name)}")
+        check_char_sizes(where, self.char_embedding_dim, self.char_hidden_size)
         for name in ("embedding_dim", "hidden_size", "members"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")

@@ -64,14 +64,19 @@ class WordChars(InputOutputStage):
         return self
 
     def map(self, batch: Mapping[str, list]) -> dict[str, list]:
+        import torch
+
         from ..nn.charenc import char_ids
 
         width = self.config.max_word_length
-        out = []
-        for row in batch[self.config.input]:
-            ids, _ = char_ids(list(row), self.table, width)
-            ids = ids.tolist()
-            out.append([r + [0] * (width - len(r)) for r in ids])
+        rows = [list(row) for row in batch[self.config.input]]
+        # One vectorised lookup for every word of the batch, then cut back into its rows.
+        ids, _ = char_ids([word for row in rows for word in row], self.table, width)
+        padded = torch.nn.functional.pad(ids, (0, width - ids.shape[1])).tolist() if ids.shape[0] else []
+        out, start = [], 0
+        for row in rows:
+            out.append(padded[start : start + len(row)])
+            start += len(row)
         return {self.config.output: out}
 
 
