@@ -36,3 +36,31 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def rows_seen_once(rows: Tensor, num_rows: int, never: tuple[int, ...] = ()) -> Tensor:
+    """A boolean per embedding row: does exactly one element of ``rows`` (every training token's
+    row) look it up? The ``never`` rows (``<pad>``, ``<unk>``) are False.
+
+    >>> rows_seen_once(torch.tensor([2, 3, 3, 4]), 5, never=(0, 1)).tolist()
+    [False, False, True, False, True]
+    """
+    once = torch.bincount(rows.reshape(-1).long().cpu(), minlength=num_rows)[:num_rows] == 1
+    if never:
+        once[list(never)] = False
+    return once
+
+
+def unk_dropout(ids: Tensor, unk_id: int, p: float, where: Tensor | None = None) -> Tensor:
+    """Word dropout (Iyyer et al. 2015; Lample et al. 2016's singleton replacement when ``where``
+    marks the rare words): each id becomes ``unk_id`` with probability ``p``, only where
+    ``where`` (a boolean of ``ids``' shape) holds, so the ``<unk>`` row learns what unseen words
+    look like. Call it in training only.
+
+    >>> unk_dropout(torch.tensor([5, 6, 7]), 1, 0.999999, where=torch.tensor([True, False, True])).tolist()
+    [1, 6, 1]
+    """
+    drop = torch.rand(ids.shape, device=ids.device) < p
+    if where is not None:
+        drop &= where
+    return ids.masked_fill(drop, unk_id)

@@ -60,7 +60,7 @@ from ..core.task import TaskModel
 from ..data.collate import bucket_batches
 from ..data.splits import FileRecipe, first_rows
 from ..nn.charenc import CharTable, char_encoder, char_ids, check_char_sizes
-from ..nn.dropout import Dropout
+from ..nn.dropout import Dropout, rows_seen_once, unk_dropout
 from ..nn.masking import lengths_to_mask
 from ..nn.recurrent import PaddedBiRecurrentEncoder, RecurrentEncoder
 from ..text.tagged import Sentence, SentenceTokenizer, TagEncoder, TagEncoderConfig, sentence_of, _sentence_error
@@ -359,22 +359,18 @@ class NERModel(TaskModel):
         """A boolean per word row: does exactly one token of ``ids_col`` (training sentences as
         vocabulary ids) look that row up? ``<unk>`` and padding never count."""
         ids = torch.tensor([i for row in ids_col for i in row], dtype=torch.long)
-        rows = self.word_map.cpu()[ids]
-        once = torch.bincount(rows, minlength=self.config.word_vocab_size) == 1
-        once[[self.config.pad_id, self.config.unk_id]] = False
-        return once.to(self.word_map.device)
+        never = (self.config.pad_id, self.config.unk_id)
+        return rows_seen_once(self.word_map.cpu()[ids], self.config.word_vocab_size, never).to(self.word_map.device)
 
     def emissions(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Tag scores ``(B, T, K)`` and the token mask ``(B, T)``."""
         ids, lengths = batch["input_ids"], batch["input_ids_lengths"]
         mask = lengths_to_mask(lengths.to(ids.device), ids.shape[1])
         if self.training and self.config.word_dropout > 0:
-            drop = (torch.rand(ids.shape, device=ids.device) < self.config.word_dropout) & mask
-            ids = ids.masked_fill(drop, self.config.unk_id)
+            ids = unk_dropout(ids, self.config.unk_id, self.config.word_dropout, mask)
         if self.training and self.config.singleton_dropout > 0 and self._singleton_rows is not None:
             rare = self._singleton_rows.to(ids.device)[self.word_map[ids]]
-            drop = (torch.rand(ids.shape, device=ids.device) < self.config.singleton_dropout) & rare & mask
-            ids = ids.masked_fill(drop, self.config.unk_id)
+            ids = unk_dropout(ids, self.config.unk_id, self.config.singleton_dropout, rare & mask)
         x = self.word_embedding(self.word_map[ids])
         if self.char_encoder is not None:
             chars = self.char_encoder(batch["char_ids"], batch["char_lengths"])  # (words in the batch, D)

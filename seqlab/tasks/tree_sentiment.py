@@ -24,6 +24,7 @@ from ..core.options import Option
 from ..data.splits import FileRecipe, first_rows
 from ..embeddings.word2vec import Word2VecConfig, copy_pretrained_vectors, optional_word2vec_stage
 from ..nn.charenc import check_char_sizes
+from ..nn.dropout import rows_seen_once, unk_dropout
 from ..text.trees import TreeReaderConfig
 from ..text.vocab import VocabularyStageConfig
 from ..text.wordchars import WordCharsConfig
@@ -47,6 +48,10 @@ class TreeSentimentConfig:
     node_loss: bool = True
     #: Freeze pretrained embeddings (word2vec) instead of fine-tuning them.
     freeze_embeddings: bool = False
+    #: Probability that, in training, a leaf whose word occurs once in the training trees becomes
+    #: ``<unk>`` (Lample et al. 2016's singleton replacement; they use 0.5). Without it the
+    #: ``<unk>`` row, which every word unseen in training looks up, is never trained.
+    singleton_dropout: float = 0.0
     #: Networks in the ensemble: each has its own embedding, encoder and classifier, from its own
     #: random initialisation; they train side by side on the same batches (the loss is the mean
     #: of theirs) and predict with the mean of their probabilities. 1: a single network.
@@ -61,11 +66,16 @@ class TreeSentimentConfig:
     num_chars: int = 0
     vocab_size: int = 0
     pad_id: int = 0
+    #: The vocabulary's ``<unk>`` id (None: it has none), from the fitted stages.
+    unk_id: int | None = 1
     labels: list[str] = field(default_factory=list)
 
     def validate(self, where: str = "model") -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"{where}.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "singleton_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{where}.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.singleton_dropout > 0 and self.unk_id is None:
+            raise ConfigError(f"{where}.singleton_dropout needs a vocabulary with an <unk> entry (vocabulary.specials)")
         if self.encoder not in ENCODERS:
             raise ConfigError(f"{where}.encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if self.char_encoder not in CHAR_ENCODERS:
@@ -125,6 +135,8 @@ class TreeSentimentModel(WordClassifier):
     @classmethod
     def configure(cls, config: TreeSentimentConfig, stages: list) -> TreeSentimentConfig:
         config = super().configure(config, stages)
+        vocab = next(s for s in stages if hasattr(s, "vocab"))
+        config = replace(config, unk_id=vocab.vocab.unk_id)
         if config.char_encoder != "none":
             chars = next((s for s in stages if getattr(s, "kind", "") == "word_chars"), None)
             if chars is None:
@@ -168,6 +180,8 @@ class TreeSentimentModel(WordClassifier):
         self.char_encoder = first.get("chars")
         self.dropout = Dropout(config.dropout)
         self.extra_members = nn.ModuleList(nn.ModuleDict(member()) for _ in range(config.members - 1))
+        #: Vocabulary rows seen once in the training trees (``singleton_dropout``); set by ``train_batches``.
+        self._singleton_rows: torch.Tensor | None = None
 
     def members(self) -> list[tuple[nn.Module, nn.Module | None, nn.Module, nn.Module]]:
         """``(embedding, char_encoder or None, encoder, head)`` of each network in the ensemble."""
@@ -177,6 +191,13 @@ class TreeSentimentModel(WordClassifier):
     def initialize(self, stages: list) -> None:
         for embedding, *_ in self.members():
             copy_pretrained_vectors(embedding, stages, self.config.freeze_embeddings)
+
+    def train_batches(self, columns: Any, config: TrainConfig, epoch: int) -> None:
+        """The default batches; first notes the words seen once in training (``singleton_dropout``)."""
+        if self.config.singleton_dropout > 0:
+            ids = torch.tensor([i for row in columns["input_ids"] for i in row], dtype=torch.long)
+            self._singleton_rows = rows_seen_once(ids, self.config.vocab_size, (self.config.pad_id, self.config.unk_id))
+        return None
 
     def pad_values(self, training: bool) -> dict[str, Any]:
         # input_ids first: it is the length column, so tokens/s counts words, not nodes.
@@ -207,6 +228,9 @@ class TreeSentimentModel(WordClassifier):
         ids = batch["input_ids"]
         tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
         leaf_ids = ids.reshape(-1)[tree.leaf_tokens]
+        if self.training and self.config.singleton_dropout > 0 and self._singleton_rows is not None:
+            rare = self._singleton_rows.to(leaf_ids.device)[leaf_ids]
+            leaf_ids = unk_dropout(leaf_ids, self.config.unk_id, self.config.singleton_dropout, rare)
         if self.char_encoder is not None:
             chars = batch["char_ids"]
             chars = chars.reshape(-1, chars.shape[-1])[tree.leaf_tokens]  # (leaves, max_word_length)

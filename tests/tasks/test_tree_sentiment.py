@@ -8,10 +8,11 @@ from seqlab.recipe import load_recipe
 TINY = {"epochs": 20, "batch_size": 8, "lr": 0.01, "progress": "off", "seed": 1}
 
 
-def fit(repo, scheme="sst2", train=TINY, **model):
+def fit(repo, scheme="sst2", train=TINY, train_file=None, **model):
     recipe = load_recipe(data={
         "task": "tree_sentiment",
-        "data": {"train": str(repo / "corpora/sentiment/trees/train.txt"), "dev": str(repo / "corpora/sentiment/trees/dev.txt")},
+        "data": {"train": str(train_file or repo / "corpora/sentiment/trees/train.txt"),
+                 "dev": str(repo / "corpora/sentiment/trees/dev.txt")},
         "reader": {"label_scheme": scheme, "lowercase": True},
         "model": {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0, **model},
         "device": "cpu",
@@ -263,3 +264,62 @@ def test_char_encoder_config_errors(repo):
         TreeSentimentModel.configure(TreeSentimentConfig(char_encoder="cnn"), stages)
     with pytest.raises(ConfigError, match="num_chars"):
         TreeSentimentModel(TreeSentimentConfig(char_encoder="cnn", vocab_size=5, labels=["a", "b"]))
+
+
+def test_singleton_dropout_trains_the_unk_row_from_words_seen_once(repo, tmp_path):
+    """Lample et al.'s singleton replacement on trees: in training, a leaf whose word occurs once
+    in the training trees becomes <unk> with probability ``singleton_dropout``; other leaves never,
+    and nothing changes in eval mode. Trained with it, the <unk> row moves (without it, no
+    training leaf looks it up, so it keeps its initial vector)."""
+    from seqlab.data.collate import pad_collate
+    from seqlab.nn.trees import TreeBatch
+    from seqlab.tasks.tree_sentiment import TreeSentimentConfig
+    from seqlab.text.trees import read_sentiment_trees
+    from seqlab.train import TrainConfig
+    from seqlab.train.checkpoint import seed_everything
+
+    # The tiny treebank repeats every word; three trees add words seen once.
+    train_file = tmp_path / "train.txt"
+    extra = ["(4 (2 a) (4 (4 luminous) (2 cast)))", "(0 (2 this) (0 (0 leaden) (2 cast)))", "(3 (2 a) (3 (3 zesty) (2 film)))"]
+    train_file.write_text((repo / "corpora/sentiment/trees/train.txt").read_text() + "\n".join(extra) + "\n")
+    pipe, _ = fit(repo, train={**TINY, "epochs": 1}, train_file=train_file, singleton_dropout=0.999999)
+    model, cfg = pipe.model, pipe.model.config
+    assert cfg.unk_id == pipe.stages[1].vocab.unk_id == 1
+    columns = pipe.preprocess(read_sentiment_trees(train_file, "sst2"))
+    counts = torch.bincount(torch.tensor([i for r in columns["input_ids"] for i in r]), minlength=cfg.vocab_size)
+    expected = counts == 1
+    expected[[cfg.pad_id, cfg.unk_id]] = False
+    assert model.train_batches(columns, TrainConfig(), 1) is None  # the Trainer's default batches
+    assert torch.equal(model._singleton_rows, expected)
+    vocab = pipe.stages[1].vocab
+    assert sorted(vocab.id_to_token(i) for i in expected.nonzero().squeeze(1).tolist()) == ["leaden", "luminous", "zesty"]
+
+    seen = []
+    model.embedding.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    pads = model.pad_values(training=True)
+    batch = pad_collate({c: columns[c][-6:] for c in pads}, pads)
+    tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], batch["input_ids"].shape[1])
+    before = batch["input_ids"].reshape(-1)[tree.leaf_tokens]
+    rare = expected[before]
+    assert int(rare.sum()) == 3
+    model.train()
+    model.loss(batch)
+    assert bool((seen[0][rare] == cfg.unk_id).all()) and torch.equal(seen[0][~rare], before[~rare])
+    model.eval()
+    model.decode(batch)
+    assert torch.equal(seen[1], before)
+
+    # The <unk> row is trained only with the option on.
+    unk_moved = {}
+    for p in (0.0, 0.5):
+        trained, _ = fit(repo, train={**TINY, "epochs": 3}, train_file=train_file, singleton_dropout=p)
+        seed_everything(TINY["seed"])  # as Pipeline.fit does before it builds the model: the initial weights
+        fresh = type(trained.model).from_stages(trained.model.config, trained.stages)
+        unk_moved[p] = float((trained.model.embedding.weight[1] - fresh.embedding.weight[1]).detach().abs().max())
+    assert unk_moved[0.0] == 0.0 and unk_moved[0.5] > 1e-3
+
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match=r"model.singleton_dropout must be in \[0, 1\)"):
+            TreeSentimentConfig(singleton_dropout=bad).validate()
+    with pytest.raises(ConfigError, match="needs a vocabulary with an <unk> entry"):
+        TreeSentimentConfig(singleton_dropout=0.5, unk_id=None).validate()
