@@ -210,6 +210,34 @@ def connected(rows: list[dict], count: int, seed: int, unpadded: bool = False) -
     return {"audio": audio, "sample_rate": [RATE] * count, "text": texts}
 
 
+def read_extra_voices(tsv: Path) -> dict[str, list]:
+    """Clips of digit strings in other voices (``--extra-voices``), resampled to ``RATE``.
+
+    ``tsv`` has a ``file<TAB>text`` header, file paths relative to it, lower-case words (the
+    layout of ``corpora/speech/transcripts.tsv``: espeak-ng voices, written by the project).
+    Clips whose transcript has a word other than a digit are left out.
+    """
+    from seqlab.audio import read_audio, resample_clips
+
+    audio, texts = [], []
+    with open(tsv, encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            words = row["text"].split()
+            if not words or any(w not in DIGITS for w in words):
+                continue
+            samples, rate = read_audio(tsv.parent / row["file"])
+            audio.append(resample_clips([samples], rate, RATE)[0] if rate != RATE else samples)
+            texts.append(" ".join(words))
+    if not audio:
+        sys.exit(f"--extra-voices {tsv}: no clip whose transcript is digits only")
+    return {"audio": audio, "sample_rate": [RATE] * len(audio), "text": texts}
+
+
+def with_extra(data: dict, extra: dict | None) -> dict:
+    """``data`` followed by the ``--extra-voices`` clips (None: unchanged)."""
+    return {k: list(v) + list(extra[k]) for k, v in data.items()} if extra else data
+
+
 def read_yesno(root: Path) -> tuple[dict, dict]:
     import soundfile as sf
 
@@ -238,8 +266,10 @@ def edge_augmented(data: dict, edge: dict | None) -> dict:
     return edge_augment_data(data, from_dict(EdgeAugmentConfig, edge), RATE) if edge else data
 
 
-def speakers_part(rows: list[dict], budget_s: float, device: str, patience: int | None, edge: dict | None) -> tuple[dict, dict]:
-    """Leave one speaker out: per speaker, train on the others' takes 12–49 (selection 10–11), score all its takes."""
+def speakers_part(rows: list[dict], budget_s: float, device: str, patience: int | None, edge: dict | None,
+                  extra: dict | None = None) -> tuple[dict, dict]:
+    """Leave one speaker out: per speaker, train on the others' takes 12–49 (+ ``extra`` voices;
+    selection 10–11), score all its takes."""
     from seqlab.audio import speed_perturb_data
 
     metrics, folds = {}, {}
@@ -249,7 +279,7 @@ def speakers_part(rows: list[dict], budget_s: float, device: str, patience: int 
         test_rows = [r for r in rows if r["speaker"] == held]
         s = recipe_settings(f"speakers_{held}", budget_s, device, list(DIGITS), epochs=200, batch=32, hidden=128,
                             patience=patience, edge=edge, average="ema")
-        train = edge_augmented(speed_perturb_data(isolated(train_rows), SPEED_FACTORS, RATE), edge)
+        train = edge_augmented(speed_perturb_data(with_extra(isolated(train_rows), extra), SPEED_FACTORS, RATE), edge)
         summary, _ = train_part(f"speakers_{held}", train, isolated(select_rows), isolated(test_rows), s)
         metrics[f"fsdd_speaker_out_wer_{held}"] = round(summary["wer"], 4)
         folds[held] = summary
@@ -299,6 +329,9 @@ def main() -> None:
     p.add_argument("--fold-budget-min", type=float, default=4.0, help="--part speakers: training budget of each of the 5 folds")
     p.add_argument("--speed-factors", default=",".join(str(f) for f in SPEED_FACTORS),
                    help="speed-perturbation factors added to the isolated/speakers training sets (comma-separated; empty: none)")
+    p.add_argument("--extra-voices", type=Path, default=None, metavar="TSV",
+                   help="add these digit clips (file<TAB>text, e.g. corpora/speech/transcripts.tsv: espeak-ng voices) "
+                        "to the isolated and speakers training sets, before speed perturbation")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the machine is shared)")
     p.add_argument("--patience", type=int, default=12,
                    help="early-stopping patience in evaluations on the selection part (0: none, train for the whole budget)")
@@ -331,13 +364,18 @@ def main() -> None:
     settings["edge_augment"] = args.edge_augment
     rows = read_fsdd(corpora / "fsdd") if {"isolated", "connected", "unpadded", "speakers"} & set(parts) else []
     train_rows, select_rows, val_rows = fsdd_parts(rows) if rows else ([], [], [])
+    extra = read_extra_voices(args.extra_voices) if args.extra_voices else None
+    if extra:
+        settings["extra_voices"] = {"tsv": str(args.extra_voices), "clips": len(extra["audio"]),
+                                    "words": sum(len(t.split()) for t in extra["text"]),
+                                    "added_to": "isolated and speakers training sets, before speed perturbation"}
     if "isolated" in parts:
         edge = edge_for("isolated")
         s = recipe_settings("isolated", budget_s, args.device, list(DIGITS), epochs=200, batch=32, hidden=128,
                             patience=args.patience or None, edge=edge, average="ema")
         from seqlab.audio import speed_perturb_data
 
-        train = edge_augmented(speed_perturb_data(isolated(train_rows), SPEED_FACTORS, RATE), edge)
+        train = edge_augmented(speed_perturb_data(with_extra(isolated(train_rows), extra), SPEED_FACTORS, RATE), edge)
         select, val = isolated(select_rows), isolated(val_rows)
         summary, pipe = train_part("isolated", train, select, val, s)
         guesses = recognise_digits(pipe, val["audio"], sample_rate=RATE)
@@ -377,7 +415,7 @@ def main() -> None:
         }
     if "speakers" in parts:
         edge = edge_for("speakers")
-        speaker_metrics, folds = speakers_part(rows, args.fold_budget_min * 60, args.device, args.patience or None, edge)
+        speaker_metrics, folds = speakers_part(rows, args.fold_budget_min * 60, args.device, args.patience or None, edge, extra)
         metrics.update(speaker_metrics)
         settings["speakers"] = {"fold_budget_s": args.fold_budget_min * 60, "edge_augment": edge, "folds": folds,
                                 "split": "per held-out speaker: train on the other 4 speakers' takes 12-49 (+ speed "
