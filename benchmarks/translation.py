@@ -54,7 +54,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
+from _common import corpora_dir, model_overrides, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 #: The a-priori settings (see the module docstring); the data paths are filled in by ``main``.
 SETTINGS = {
@@ -111,6 +111,7 @@ def main() -> None:
                         "limit_train": args.limit_train}
     settings["device"] = args.device
     settings["train"].update(train_overrides(args))
+    settings["model"].update(model_overrides(args))
     base = "translation_smoke" if args.smoke else "translation"
     name = results_name(base, args)
     output = runs_dir(args) / base

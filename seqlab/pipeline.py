@@ -151,6 +151,7 @@ class Pipeline:
             seed_everything(train_config.seed)
             self.model = self.task_cls.from_stages(self.model_config, self.stages)
             self.model_config = self.model.config
+        self.model.attach_stages(self.stages)
         self.model.to(self.device)
         check_wiring([], set(columns), needed=tuple(self.model.pad_values(training=True)), consumer=f"the {self.task} model")
         evaluate = None

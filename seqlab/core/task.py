@@ -15,6 +15,9 @@ member                 called by                        does
 ``configure``          ``from_stages``, ``load``        fill the config from the fitted stages
 ``from_stages``,       ``Pipeline.fit``                 build a fresh model for fitted stages
 ``initialize``
+``attach_stages``      ``Pipeline.fit``                 hand the fitted stages to a model, new or
+                                                        loaded, before it trains (tokenizers it
+                                                        resamples with)
 ``pad_values``,        ``Pipeline`` (prediction         processed columns the model reads and their
 ``length_column``      batches), default batching       padding; the column that drives bucketing
 ``check_input``        ``Pipeline.predict/evaluate``    validate one raw input (``InputError``)
@@ -180,6 +183,10 @@ class TaskModel(nn.Module):
 
     def initialize(self, stages: list) -> None:
         """Set what a new model takes from the stages beyond its config (pretrained vectors, tokenizers)."""
+
+    def attach_stages(self, stages: list) -> None:
+        """Keep what training needs from the fitted stages (called before every ``fit``, also on a
+        loaded model; nothing is saved from it). Default: nothing."""
 
     def check_references(self, references: Any, where: str = "dev example") -> None:
         """Check the raw target columns of evaluation data against what this model can represent.

@@ -106,6 +106,11 @@ class TranslationConfig(Seq2SeqConfig):
     max_source_tokens: int = 256
     #: Longer training targets are cut to this many subword tokens.
     max_target_tokens: int = 256
+    #: Subword regularisation (Kudo 2018): each epoch cuts every training sentence, source and
+    #: target, anew with a segmentation drawn from the subword model (unigram: smoothing alpha,
+    #: typical 0.1–0.5, smaller is noisier; BPE: merge-dropout probability). 0: the best cut, fixed.
+    #: Prediction always uses the best cut.
+    subword_sampling: float = 0.0
     #: The target subword vocabulary, in id order (filled in when the model is built).
     target_pieces: list[str] = field(default_factory=list)
     #: The source vocabulary when it differs from the target one (empty: one joint vocabulary).
@@ -121,6 +126,8 @@ class TranslationConfig(Seq2SeqConfig):
             raise ConfigError(f"{where}: length_alpha, max_len_a and max_len_b must be >= 0")
         if self.max_source_tokens < 1 or self.max_target_tokens < 1:
             raise ConfigError(f"{where}: max_source_tokens and max_target_tokens must be >= 1")
+        if not 0.0 <= self.subword_sampling <= 1.0:
+            raise ConfigError(f"{where}.subword_sampling must be in [0, 1] (0: off), got {self.subword_sampling}")
         check_cap(where, "beam_size", self.beam_size, MAX_BEAM_SIZE)
         for name in ("max_source_tokens", "max_target_tokens", "max_len_b"):
             check_cap(where, name, getattr(self, name), MAX_DECODE_LENGTH)
@@ -176,6 +183,8 @@ class TranslationModel(TaskModel):
                 "or translation_pipeline"
             )
         self.net = Seq2Seq(config)
+        #: The fitted (source, target) subword stages, for ``subword_sampling`` (``attach_stages``).
+        self._subwords: tuple[Any, Any] | None = None
 
     # -- building -----------------------------------------------------------------------
     @staticmethod
@@ -206,7 +215,24 @@ class TranslationModel(TaskModel):
             target_pieces=target.pieces, source_pieces=[] if joint else source.pieces,
         )
 
+    def attach_stages(self, stages: list) -> None:
+        self._subwords = self.subword_stages(stages)
+
     # -- data ---------------------------------------------------------------------------
+    def sampled_ids(self, columns: dict[str, list], seed: int) -> tuple[list, list]:
+        """``input_ids`` and ``target_ids`` of the raw ``text``/``target`` columns, cut by drawn
+        segmentations (``subword_sampling``); ``seed`` fixes the draws (the Trainer gives seed + epoch)."""
+        if self._subwords is None:
+            raise DataError("model.subword_sampling needs the pipeline's subword stages; train through Pipeline.fit")
+        missing = [c for c in ("text", "target") if c not in columns]
+        if missing:
+            raise DataError(f"model.subword_sampling re-cuts the raw text each epoch, but the training data has no "
+                            f"{missing} column (has {sorted(columns)})")
+        alpha = self.config.subword_sampling
+        source, target = self._subwords
+        # Distinct draws for the two sides even when one joint model cuts both.
+        return source.encode_sampled(columns["text"], alpha, 2 * seed), target.encode_sampled(columns["target"], alpha, 2 * seed + 1)
+
     def pad_values(self, training: bool) -> dict[str, Any]:
         pads: dict[str, Any] = {"input_ids": self.config.pad_id}
         if training:
@@ -216,7 +242,8 @@ class TranslationModel(TaskModel):
     def train_batches(self, columns: dict[str, list], config: TrainConfig, epoch: int) -> list[dict[str, torch.Tensor]]:
         """Length-bucketed batches of ``input_ids`` and ``target_ids``, each cut to its ``max_*_tokens``.
 
-        Pairs with an empty source are left out; ``max_tokens`` caps padded tokens.
+        Pairs with an empty source are left out; ``max_tokens`` caps padded tokens. With
+        ``subword_sampling`` the ids are those of :meth:`sampled_ids`, drawn anew each epoch.
         """
         from ..data.collate import bucket_batches
 
@@ -225,8 +252,10 @@ class TranslationModel(TaskModel):
                 raise DataError(f"the training data has no {name!r} column (has {sorted(columns)}); "
                                 "the pipeline's subword stages write it")
         c = self.config
-        pairs = [(list(s[: c.max_source_tokens]), list(t[: c.max_target_tokens]))
-                 for s, t in zip(columns["input_ids"], columns["target_ids"])]
+        sources, targets = columns["input_ids"], columns["target_ids"]
+        if c.subword_sampling > 0:
+            sources, targets = self.sampled_ids(columns, config.seed + epoch)
+        pairs = [(list(s[: c.max_source_tokens]), list(t[: c.max_target_tokens])) for s, t in zip(sources, targets)]
         keep = [i for i, (s, _) in enumerate(pairs) if s]
         if not keep:
             raise DataError("every training source is empty after subword tokenization")

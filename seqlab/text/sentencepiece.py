@@ -288,6 +288,26 @@ class SentencePieceTokenizer(InputOutputStage):
             add_eos=self.config.add_eos,
         )
 
+    def encode_sampled(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+        """Ids of ``texts``, each cut by a segmentation *drawn at random* (subword regularisation).
+
+        Unigram models (Kudo 2018) draw from every segmentation with probability ∝ P(x)^alpha
+        (``nbest_size=-1``, forward-filtering backward-sampling): a smaller ``alpha`` spreads
+        the draws further from the best cut. BPE models drop each merge with probability
+        ``alpha`` (BPE-dropout, Provilkov et al. 2020). The same ``seed`` gives the same draws.
+        ``<bos>``/``<eos>`` as :meth:`encode` adds them.
+        """
+        if not 0.0 < alpha <= 1.0:
+            raise ConfigError(f"subword sampling alpha must be in (0, 1], got {alpha}")
+        import sentencepiece as spm
+
+        spm.set_random_generator_seed(int(seed))
+        return self.processor.encode(
+            list(texts), out_type=int, add_bos=self.config.add_bos, add_eos=self.config.add_eos,
+            enable_sampling=True, alpha=float(alpha), nbest_size=-1,
+            num_threads=1,  # one thread, one generator: the draws follow the seed (several threads share them out by timing)
+        )
+
     def decode(self, ids: Sequence[int] | Sequence[str]) -> str:
         """Ids (or pieces) → text; ``<pad>``/``<bos>``/``<eos>`` are dropped."""
         ids = list(ids)

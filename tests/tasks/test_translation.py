@@ -262,3 +262,62 @@ def test_choose_length_penalty_keeps_the_best_dev_bleu(trained, repo):
         choose_length_penalty(pipe, dev["text"], dev["target"], alphas=())
     with pytest.raises(DataError, match="2 sources and 1 references"):
         choose_length_penalty(pipe, dev["text"][:2], dev["target"][:1])
+
+
+def test_encode_sampled_draws_other_cuts_of_the_same_text(repo):
+    """Subword regularisation's draws: seeded, different from the best cut, and every draw
+    spells the same text; BPE models drop merges instead."""
+    from seqlab.text.sentencepiece import SentencePieceTokenizer
+
+    texts = _corpus(repo, n=200)["text"]
+    for model_type in ("unigram", "bpe"):
+        stage = SentencePieceTokenizer(vocab_size=300, model_type=model_type, hard_vocab_limit=False).fit({"text": texts})
+        best = stage.encode(texts)
+        draws = stage.encode_sampled(texts, 0.2, seed=3)
+        assert draws == stage.encode_sampled(texts, 0.2, seed=3)  # seeded
+        assert draws != stage.encode_sampled(texts, 0.2, seed=4)
+        assert draws != best and sum(map(len, draws)) > sum(map(len, best))  # other, finer cuts
+        assert [stage.decode(d) for d in draws] == [stage.decode(b) for b in best]  # the same text
+        with pytest.raises(ConfigError, match=r"alpha must be in \(0, 1\]"):
+            stage.encode_sampled(texts, 0.0, seed=1)
+
+
+def test_subword_sampling_cuts_each_epoch_anew(trained, repo):
+    """``subword_sampling``: the training batches hold drawn cuts of the raw text, the same for the
+    same epoch and different across epochs, decoding to the same sentences; prediction is unchanged
+    (the best cut). A loaded pipeline gets the stages again when it trains further."""
+    import copy
+
+    pipe, loaded, _, _ = trained
+    train = _corpus(repo, n=48)
+    columns = pipe.preprocess(train)
+    model = copy.deepcopy(pipe.model)
+    model.config.subword_sampling = 0.2
+    config = TrainConfig(batch_size=16, seed=1)
+
+    def texts(batches, column):
+        rows = [row[:n] for b in batches for row, n in zip(b[column].tolist(), b[f"{column}_lengths"].tolist())]
+        return sorted(model.target_text(r) for r in rows), sorted(tuple(r) for r in rows)
+
+    model._subwords = None  # a model that never went through Pipeline.fit
+    with pytest.raises(DataError, match="needs the pipeline's subword stages"):
+        model.train_batches(columns, config, 1)
+    model.attach_stages(pipe.stages)
+    epoch1, again, epoch2 = (model.train_batches(columns, config, e) for e in (1, 1, 2))
+    fixed = copy.deepcopy(pipe.model).train_batches(columns, config, 1)
+    for column, raw in (("input_ids", "text"), ("target_ids", "target")):
+        assert texts(epoch1, column) == texts(again, column)
+        assert texts(epoch1, column)[1] != texts(epoch2, column)[1] != texts(fixed, column)[1]
+        assert texts(epoch1, column)[0] == texts(fixed, column)[0] == sorted(pipe.stages[0].decode(pipe.stages[0].encode(t)) for t in train[raw])
+    with pytest.raises(DataError, match=r"no \['target'\] column"):
+        model.train_batches({k: v for k, v in columns.items() if k != "target"}, config, 1)
+    with pytest.raises(ConfigError, match=r"subword_sampling must be in \[0, 1\]"):
+        TranslationConfig(subword_sampling=1.5).validate()
+
+    # Through Pipeline.fit, fresh and loaded: training runs with drawn cuts; prediction uses the best cut.
+    before = loaded(SENTENCES)
+    loaded.model.config.subword_sampling = 0.2
+    loaded.model._subwords = None
+    loaded.fit(train, None, {"epochs": 1, "batch_size": 16, "progress": "off", "seed": 1, "lr": 1e-9})
+    assert loaded.model._subwords is not None
+    assert loaded(SENTENCES) == before  # an lr of 1e-9 moves nothing the greedy/beam output shows
