@@ -40,7 +40,10 @@ learnt five voices and that an utterance starts and ends with silence. Two proxi
   Since commit 769d442 the isolated and speakers parts evaluate and save an exponential moving
   average of the weights (``train.average: ema``): with 6-minute folds, run side by side,
   the mean went from 24.4% (commit 33a5934, no average) to 20.9%; wider speed perturbation
-  (0.8, 0.9, 1.1, 1.2) on top of it gave 24.7% (``speech_loso_ema*.json``).
+  (0.8, 0.9, 1.1, 1.2) on top of it gave 24.7% (``speech_loso_ema*.json``). ``--extra-voices
+  corpora/speech/transcripts.tsv`` (the project's espeak-ng digit strings, 9 synthetic voices)
+  gave a mean of 22.0% against 22.1% without, run side by side at commit 26f62f2
+  (``speech_loso_extra_voices.json``, ``speech_loso_control.json``): not adopted.
 - ``fsdd_connected_unpadded_wer`` (with ``--part connected``, or ``--part unpadded`` on the
   saved connected pipeline): the same 300 scored utterances of takes 5–9 with no silence
   before the first or after the last digit — no edge gaps, and the first and last
