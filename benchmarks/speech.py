@@ -101,7 +101,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, RUNS, corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
+from _common import RESULTS, RUNS, corpora_dir, model_overrides, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 RATE = 8000
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -113,6 +113,8 @@ SPEED_FACTORS = (0.9, 1.1)
 #: What ``main`` sets from the command line: extra ``train:`` keys (``--train-set``) and the
 #: folder the pipelines go to (``--tag``).
 TRAIN_EXTRA: dict = {}
+#: Extra ``model:`` keys (``--model-set``), on top of every part's model settings.
+MODEL_EXTRA: dict = {}
 RUNS_ROOT = RUNS
 #: Edge augmentation in training (``seqlab.audio.EdgeAugmentConfig``), in place of the originals
 #: (same clip count and epoch cost). Trimming only: the connected utterances already have 50–300 ms
@@ -145,6 +147,7 @@ def recipe_settings(part: str, budget_s: float, device: str, tokens: list[str], 
             "num_layers": 2,
             "dropout": 0.15,
             "spec_augment": {"freq_masks": 2, "freq_width": 4, "time_masks": 2, "time_width": 10, "time_ratio": 0.2},
+            **MODEL_EXTRA,
         },
         "train": {"epochs": epochs, "batch_size": batch, "optimizer": "adam", "lr": 0.003, "clip_norm": 5.0,
                   "time_budget_s": budget_s, "seed": 1, "patience": patience,
@@ -343,6 +346,7 @@ def main() -> None:
     args = p.parse_args()
     SPEED_FACTORS = tuple(float(f) for f in args.speed_factors.split(",") if f.strip())
     TRAIN_EXTRA.update(train_overrides(args))
+    MODEL_EXTRA.update(model_overrides(args))
     RUNS_ROOT = runs_dir(args)
 
     import torch
