@@ -295,7 +295,8 @@ class SentencePieceTokenizer(InputOutputStage):
         (``nbest_size=-1``, forward-filtering backward-sampling): a smaller ``alpha`` spreads
         the draws further from the best cut. BPE models drop each merge with probability
         ``alpha`` (BPE-dropout, Provilkov et al. 2020). The same ``seed`` gives the same draws.
-        ``<bos>``/``<eos>`` as :meth:`encode` adds them.
+        ``<bos>``/``<eos>`` as :meth:`encode` adds them. sentencepiece's random seed is
+        process-wide: this call sets it.
         """
         if not 0.0 < alpha <= 1.0:
             raise ConfigError(f"subword sampling alpha must be in (0, 1], got {alpha}")
