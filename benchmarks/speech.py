@@ -43,7 +43,11 @@ learnt five voices and that an utterance starts and ends with silence. Two proxi
   (0.8, 0.9, 1.1, 1.2) on top of it gave 24.7% (``speech_loso_ema*.json``). ``--extra-voices
   corpora/speech/transcripts.tsv`` (the project's espeak-ng digit strings, 9 synthetic voices)
   gave a mean of 22.0% against 22.1% without, run side by side at commit 26f62f2
-  (``speech_loso_extra_voices.json``, ``speech_loso_control.json``): not adopted.
+  (``speech_loso_extra_voices.json``, ``speech_loso_control.json``): not adopted. SpecAugment
+  at the library's default widths (``--model-set 'spec_augment={freq_masks: 2, freq_width: 8,
+  time_masks: 2, time_width: 20, time_ratio: 0.2}'``, twice the benchmark's) gave 21.6% (worst
+  31.1%) at commit 1db3e16 (``speech_loso_specaugment_default.json``): within the folds' noise,
+  not adopted.
 - ``fsdd_connected_unpadded_wer`` (with ``--part connected``, or ``--part unpadded`` on the
   saved connected pipeline): the same 300 scored utterances of takes 5–9 with no silence
   before the first or after the last digit — no edge gaps, and the first and last
@@ -369,6 +373,8 @@ def main() -> None:
         return EDGE if on else None
 
     settings["edge_augment"] = args.edge_augment
+    if MODEL_EXTRA:
+        settings["model_overrides"] = dict(MODEL_EXTRA)
     rows = read_fsdd(corpora / "fsdd") if {"isolated", "connected", "unpadded", "speakers"} & set(parts) else []
     train_rows, select_rows, val_rows = fsdd_parts(rows) if rows else ([], [], [])
     extra = read_extra_voices(args.extra_voices) if args.extra_voices else None
