@@ -229,15 +229,22 @@ def read_extra_voices(tsv: Path) -> dict[str, list]:
     """
     from seqlab.audio import read_audio, resample_clips
 
-    audio, texts = [], []
+    clips, rates, texts = [], [], []
     with open(tsv, encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             words = row["text"].split()
             if not words or any(w not in DIGITS for w in words):
                 continue
             samples, rate = read_audio(tsv.parent / row["file"])
-            audio.append(resample_clips([samples], rate, RATE)[0] if rate != RATE else samples)
+            clips.append(samples)
+            rates.append(rate)
             texts.append(" ".join(words))
+    # One batched resampling per source rate (resample_clips filters a padded batch at a time).
+    audio = list(clips)
+    for rate in set(rates) - {RATE}:
+        at = [i for i, r in enumerate(rates) if r == rate]
+        for i, clip in zip(at, resample_clips([clips[i] for i in at], rate, RATE)):
+            audio[i] = clip
     if not audio:
         sys.exit(f"--extra-voices {tsv}: no clip whose transcript is digits only")
     return {"audio": audio, "sample_rate": [RATE] * len(audio), "text": texts}

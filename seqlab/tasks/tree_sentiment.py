@@ -196,7 +196,8 @@ class TreeSentimentModel(WordClassifier):
         """The default batches; first notes the words seen once in training (``singleton_dropout``)."""
         if self.config.singleton_dropout > 0:
             ids = torch.tensor([i for row in columns["input_ids"] for i in row], dtype=torch.long)
-            self._singleton_rows = rows_seen_once(ids, self.config.vocab_size, (self.config.pad_id, self.config.unk_id))
+            once = rows_seen_once(ids, self.config.vocab_size, (self.config.pad_id, self.config.unk_id))
+            self._singleton_rows = once.to(self.embedding.weight.device)  # where the steps index it
         return None
 
     def pad_values(self, training: bool) -> dict[str, Any]:
@@ -229,7 +230,7 @@ class TreeSentimentModel(WordClassifier):
         tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
         leaf_ids = ids.reshape(-1)[tree.leaf_tokens]
         if self.training and self.config.singleton_dropout > 0 and self._singleton_rows is not None:
-            rare = self._singleton_rows.to(leaf_ids.device)[leaf_ids]
+            rare = self._singleton_rows[leaf_ids]
             leaf_ids = unk_dropout(leaf_ids, self.config.unk_id, self.config.singleton_dropout, rare)
         if self.char_encoder is not None:
             chars = batch["char_ids"]
