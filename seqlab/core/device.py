@@ -54,10 +54,20 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def autocast(device: torch.device, enabled: bool = True, dtype: torch.dtype | None = None):
-    """Mixed precision on CUDA only; a no-op context on the CPU."""
-    if device.type != "cuda" or not enabled:
+    """``torch.autocast`` on CUDA or the CPU (``dtype``, bf16 by default); a no-op context when
+    disabled or on another device. Whether to enable it is ``train.amp``'s decision
+    (``seqlab.train.trainer.amp_settings``)."""
+    if device.type not in ("cuda", "cpu") or not enabled:
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=dtype or torch.bfloat16)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (AVX512-BF16 or AMX, as oneDNN sees it)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 #: ``auto_threads`` never gives more than this: seqlab's models are small (hidden sizes of

@@ -15,7 +15,7 @@ The default train step, as in PyTorch's word-language-model example plus what a 
 needs::
 
     lr = schedule(epoch, step)                     # schedules.py, on every optimizer
-    loss = model(shard) [autocast bf16/fp16 on CUDA]
+    loss = model(shard) [autocast bf16/fp16 on CUDA; bf16 on the CPU with cpu_amp]
     objective = weight · loss + penalty            # distributed.py, regularization.py
     backward (through a GradScaler for fp16)
     skip the step if the (all-reduced) loss is NaN/inf; stop after N in a row
@@ -55,7 +55,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import to_dict
-from ..core.device import autocast, set_threads, to_device
+from ..core.device import autocast, cpu_has_bf16, set_threads, to_device
 from ..core.errors import DataError, ModelFileError, TrainingError
 from ..core.task import StepContext, TaskModel
 from ..data.collate import default_train_batches
@@ -89,13 +89,23 @@ def show_progress(setting: str) -> bool:
     return sys.stderr.isatty()
 
 
-def amp_settings(mode: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """``(autocast dtype or None, use a GradScaler)`` for ``train.amp`` on ``device``.
+def amp_settings(mode: str, device: torch.device, cpu: bool = False) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, use a GradScaler)`` for ``train.amp`` on ``device``;
+    ``cpu`` is ``train.cpu_amp`` (the CPU gets bf16 autocast, never a GradScaler).
 
     >>> amp_settings("bf16", torch.device("cpu"))
     (None, False)
+    >>> amp_settings("fp16", torch.device("cpu"), cpu=True)
+    (torch.bfloat16, False)
     """
-    if device.type != "cuda" or mode == "off":
+    if mode == "off":
+        return None, False
+    if device.type == "cpu" and cpu:
+        if not cpu_has_bf16():
+            logger.warning("seqlab: train.cpu_amp is on, but this CPU has no native bf16 (AVX512-BF16 or AMX); "
+                           "bf16 autocast will likely be slower than float32 here")
+        return torch.bfloat16, False
+    if device.type != "cuda":
         return None, False
     if mode == "bf16":
         if torch.cuda.is_bf16_supported():
@@ -277,7 +287,7 @@ class _Run:
         model.to(self.device)
         # Weight averaging (train.average): evaluations, selection and the result use the average.
         self.average = WeightAverage(model, config.average_decay) if config.average == "ema" else None
-        self.amp_dtype, use_scaler = amp_settings(config.amp, self.device) if not model.custom_train_step else (None, False)
+        self.amp_dtype, use_scaler = amp_settings(config.amp, self.device, config.cpu_amp) if not model.custom_train_step else (None, False)
         self.optimizers = self._build_optimizers()
         # The rates they were built with: the schedule scales each (checkpoints hold the scaled ones).
         self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seqlab.core.config import from_dict
-from seqlab.core.errors import DataError, TrainingError
+from seqlab.core.errors import ConfigError, DataError, TrainingError
 from seqlab.train import TrainConfig, Trainer
 from seqlab.train.plots import plot_history
 from tests.train.toys import ToyRegressor, toy_columns, weights
@@ -135,6 +135,43 @@ def test_amp_setting_is_ignored_on_cpu():
     Trainer(cfg(epochs=2, batch_size=8, amp="fp16")).fit(a, toy_columns(16))
     Trainer(cfg(epochs=2, batch_size=8, amp="off")).fit(b, toy_columns(16))
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_cpu_amp_runs_the_forward_in_bf16_and_keeps_float32_weights(monkeypatch):
+    """``cpu_amp``: the linear layer's output is bfloat16 inside the step; weights, gradients
+    and the loss stay float32; evaluation runs outside autocast; the run still learns."""
+    seen, evaluated = [], []
+    model = ToyRegressor()
+    model.linear.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+
+    def evaluate():
+        evaluated.append(model.linear(torch.ones(1, 3)).dtype)
+        seen.pop()  # the hook saw this call too
+        return {"loss": 1.0}
+
+    columns = toy_columns(32)
+    result = Trainer(cfg(epochs=30, batch_size=8, lr=0.05, amp="bf16", cpu_amp=True)).fit(model, columns, evaluate)
+    assert set(seen) == {torch.bfloat16}
+    assert set(evaluated) == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert result.history[-1]["train_loss"] < 0.05  # it learnt y = x·w + b through bf16 products
+    # amp: off keeps float32 even with cpu_amp; cpu_amp: false keeps float32 under amp: bf16
+    for settings in ({"amp": "off", "cpu_amp": True}, {"amp": "bf16", "cpu_amp": False}):
+        seen.clear()
+        Trainer(cfg(epochs=1, batch_size=8, **settings)).fit(model, columns)
+        assert set(seen) == {torch.float32}, settings
+
+
+def test_cpu_amp_warns_where_the_cpu_has_no_bf16(monkeypatch, caplog):
+    from seqlab.train import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="seqlab"):
+        assert trainer.amp_settings("bf16", torch.device("cpu"), cpu=True) == (torch.bfloat16, False)
+    assert "no native bf16" in caplog.text
+    assert trainer.amp_settings("off", torch.device("cpu"), cpu=True) == (None, False)
+    with pytest.raises(ConfigError, match="cpu_amp: expected true/false"):
+        cfg(cpu_amp="yes")
 
 
 def test_empty_data_is_refused():
