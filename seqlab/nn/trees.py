@@ -203,12 +203,13 @@ class RecursiveEncoder(TreeEncoder):
     def forward(self, x_leaf: Tensor, tree: TreeBatch) -> Tensor:
         self.check(tree)
         h = x_leaf.new_zeros(tree.num_nodes + 1, self.hidden_size)
-        h = h.index_copy(0, tree.leaf_nodes, torch.tanh(self.leaf(x_leaf)))
+        h = h.index_copy(0, tree.leaf_nodes, torch.tanh(self.leaf(x_leaf)).to(h.dtype))
         for level in tree.levels:
             # One gather gives [h_left; h_right] row by row; the buffer is written in place
             # (autograd allows it: a gather keeps only its indices for the backward pass).
+            # Under autocast the product comes back in bf16; the buffer stays in x's dtype.
             new = torch.tanh(self.compose(h[level.lr].view(-1, 2 * self.hidden_size)))
-            h.index_copy_(0, level.nodes, new)
+            h.index_copy_(0, level.nodes, new.to(h.dtype))
         return h[:-1]
 
     def node(self, x: Tensor | None, children: list[State]) -> State:
@@ -332,15 +333,24 @@ class _BinaryLevels(torch.autograd.Function):
     def forward(ctx, h_leaf: Tensor, c_leaf: Tensor, weight: Tensor, bias: Tensor, tree: TreeBatch) -> Tensor:
         H = h_leaf.shape[1]
         N = tree.num_nodes
-        h = h_leaf.new_zeros(N + 1, H)
-        c = h_leaf.new_zeros(N + 1, H)
-        h.index_copy_(0, tree.leaf_nodes, h_leaf)
-        c.index_copy_(0, tree.leaf_nodes, c_leaf)
+        # Under autocast the products run in its dtype (bf16), both ways; states, gates and
+        # gradients stay in the weights' dtype, as autocast keeps element-wise work.
+        device = h_leaf.device.type
+        low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        w_mm, b_mm = (weight.to(low), bias.to(low)) if low is not None else (weight, bias)
+        h = h_leaf.new_zeros(N + 1, H, dtype=weight.dtype)
+        c = h_leaf.new_zeros(N + 1, H, dtype=weight.dtype)
+        h.index_copy_(0, tree.leaf_nodes, h_leaf.to(weight.dtype))
+        c.index_copy_(0, tree.leaf_nodes, c_leaf.to(weight.dtype))
         saved = []
         for level in tree.levels:
             x = h[level.lr].view(-1, 2 * H)
             c_lr = c[level.lr].view(-1, 2, H)
-            gates = torch.addmm(bias, x, weight.t())
+            if low is not None:
+                x = x.to(low)
+                gates = torch.addmm(b_mm, x, w_mm.t()).to(weight.dtype)
+            else:
+                gates = torch.addmm(bias, x, weight.t())
             i, o, f = torch.sigmoid(gates[:, :H]), torch.sigmoid(gates[:, H:2 * H]), torch.sigmoid(gates[:, 3 * H:])
             u = torch.tanh(gates[:, 2 * H:3 * H])
             c_new = i * u + (f.view(-1, 2, H) * c_lr).sum(1)
@@ -349,19 +359,23 @@ class _BinaryLevels(torch.autograd.Function):
             c.index_copy_(0, level.nodes, c_new)
             saved.append((x, c_lr, i, o, u, f, tc))
         ctx.tree, ctx.saved, ctx.H = tree, saved, H
-        ctx.save_for_backward(weight)
+        ctx.save_for_backward(w_mm)
+        ctx.float_dtype = weight.dtype
         return h[:N]
 
     @staticmethod
     def backward(ctx, grad_h: Tensor):
-        (weight,) = ctx.saved_tensors
-        tree, H = ctx.tree, ctx.H
+        (w_mm,) = ctx.saved_tensors
+        tree, H, dtype = ctx.tree, ctx.H, ctx.float_dtype
+        low = w_mm.dtype if w_mm.dtype != dtype else None
+        weight = w_mm
         N = tree.num_nodes
+        grad_h = grad_h.to(dtype)
         dh = grad_h.new_zeros(N + 1, H)
         dh[:N] = grad_h
         dc = grad_h.new_zeros(N + 1, H)
-        d_weight = torch.zeros_like(weight)
-        d_bias = weight.new_zeros(weight.shape[0])
+        d_weight = torch.zeros_like(weight, dtype=dtype)
+        d_bias = weight.new_zeros(weight.shape[0], dtype=dtype)
         for level, (x, c_lr, i, o, u, f, tc) in zip(reversed(tree.levels), reversed(ctx.saved)):
             # Parents sit on higher levels, so every node's dh and dc are complete when its level comes.
             dh_n = dh[level.nodes]
@@ -372,9 +386,14 @@ class _BinaryLevels(torch.autograd.Function):
                 dc_n * i * (1 - u * u),                                           # u
                 (dc_n.unsqueeze(1) * c_lr * (f * (1 - f)).view(-1, 2, H)).view(-1, 2 * H),  # f_L, f_R
             ], 1)
-            d_weight.addmm_(d_gates.t(), x)
             d_bias += d_gates.sum(0)
-            dh.index_add_(0, level.lr, (d_gates @ weight).view(-1, H))
+            if low is not None:
+                d_gates = d_gates.to(low)
+                d_weight += (d_gates.t() @ x).to(dtype)
+                dh.index_add_(0, level.lr, (d_gates @ weight).to(dtype).view(-1, H))
+            else:
+                d_weight.addmm_(d_gates.t(), x)
+                dh.index_add_(0, level.lr, (d_gates @ weight).view(-1, H))
             dc.index_add_(0, level.lr, (dc_n.unsqueeze(1) * f.view(-1, 2, H)).view(-1, H))
         return dh[tree.leaf_nodes], dc[tree.leaf_nodes], d_weight, d_bias, None
 

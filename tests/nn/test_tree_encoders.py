@@ -143,6 +143,41 @@ def test_level_batched_equals_node_by_node_in_value_and_gradient(cls, max_arity)
     assert gx_batched.abs().sum() > 0
 
 
+@pytest.mark.parametrize("cls, max_arity", [
+    (RecursiveEncoder, 2), (BinaryTreeLSTM, 2), (ChildSumTreeLSTM, 4),
+    (lambda i, h: BinaryTreeLSTM(i, h, hand_backward=False), 2),
+])
+def test_encoders_train_under_bf16_autocast(cls, max_arity):
+    """Mixed precision (CUDA's default ``amp: bf16``, the CPU's ``cpu_amp``): values and
+    gradients stay within bf16 rounding of float32's, in float32 tensors. The hand-written
+    backward once multiplied a float32 gradient with bf16 activations and failed."""
+    rng = random.Random(11)
+    torch.manual_seed(5)
+    trees = [random_tree(rng, [f"w{i}" for i in range(n)], max_arity, unary=0.15) for n in (3, 8, 13, 1)]
+    tb, width = batch_of(*trees)
+    enc = cls(16, 32)
+    x = torch.randn(len(trees) * width, 16, requires_grad=True)
+    weights = torch.randn(tb.num_nodes, 32)
+
+    def run(bf16: bool):
+        enc.zero_grad()
+        x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            h = enc(x[tb.leaf_tokens], tb)
+        (h.float() * weights).sum().backward()
+        return h.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in enc.named_parameters()}
+
+    h32, gx32, gp32 = run(False)
+    h16, gx16, gp16 = run(True)
+    assert x.grad.dtype == torch.float32 and all(g.dtype == torch.float32 for g in gp16.values())
+    assert not torch.equal(h16.float(), h32)  # the products did run in bf16
+    assert torch.allclose(h16.float(), h32, atol=3e-2)
+    scale = gx32.abs().max()
+    assert torch.allclose(gx16, gx32, atol=3e-2 * scale)
+    for name in gp32:
+        assert torch.allclose(gp16[name], gp32[name], atol=3e-2 * gp32[name].abs().max()), name
+
+
 def test_binary_encoders_refuse_a_node_with_three_children():
     tb, width = batch_of("((a) (b) (c))")
     with pytest.raises(InputError, match="at most 2 children per node, but a tree has a node with 3"):
