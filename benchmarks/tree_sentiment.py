@@ -78,19 +78,25 @@ def write_tsv(path: Path, texts: list[str], labels: list[str]) -> None:
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
-def measure_throughput(pipe, train: dict, trees: int, batch_size: int, repeats: int = 2) -> dict:
+def measure_throughput(pipe, train: dict, trees: int, batch_size: int, repeats: int = 2, bf16: bool = False) -> dict:
     """Training trees/s, level-batched vs node by node, with the same weights on the same batches.
 
     ``step``: a whole training step (embedding, encoder, per-node loss, backward, the Trainer's
     fused Adam); ``encoder``: the tree encoder's forward and backward alone (what batching
-    changes). Passes alternate between the two paths and the fastest pass of each counts,
-    which damps the noise of a shared machine. Also returns the largest difference of the
-    per-batch losses of the two paths on their first pass (they start from the same weights).
+    changes). Passes alternate between the paths and the fastest pass of each counts, which
+    damps the noise of a shared machine. Also returns the largest difference of the per-batch
+    losses of the two float32 paths on their first pass (they start from the same weights).
+
+    ``bf16`` (the Trainer's ``train.cpu_amp``): the batched path runs under bf16 autocast, as
+    that training runs it. The node-by-node path is then timed both ways and its faster
+    precision counts (autocast's casts cost the small per-node products more than they save),
+    so the ratio is each path at its best, never a baseline slowed by the other's setting.
     """
     import copy
 
     import torch
 
+    from seqlab.core.device import autocast
     from seqlab.data.collate import pad_collate
     from seqlab.nn.trees import TreeBatch, naive_encode
 
@@ -98,6 +104,7 @@ def measure_throughput(pipe, train: dict, trees: int, batch_size: int, repeats: 
     pads = pipe.model.pad_values(training=True)
     batches = [pad_collate({c: columns[c][i:i + batch_size] for c in pads}, pads) for i in range(0, trees, batch_size)]
     count = sum(int(b["input_ids"].shape[0]) for b in batches)
+    cpu = torch.device("cpu")
 
     def encode(model, batch, naive):
         ids = batch["input_ids"]
@@ -109,49 +116,59 @@ def measure_throughput(pipe, train: dict, trees: int, batch_size: int, repeats: 
         states, tree = encode(model, batch, naive)
         logits = model.head(model.dropout(states))
         flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
-        return torch.nn.functional.cross_entropy(logits, batch["node_label_ids"].reshape(-1)[flat], ignore_index=-1)
+        return torch.nn.functional.cross_entropy(logits.float(), batch["node_label_ids"].reshape(-1)[flat], ignore_index=-1)
 
+    # (name, node by node, bf16 autocast)
+    paths = [("batched", False, bf16), ("naive", True, False)] + ([("naive_bf16", True, True)] if bf16 else [])
     models, optimizers, losses = {}, {}, {}
-    for naive in (False, True):
+    for name, naive, low in paths:
         model = copy.deepcopy(pipe.model).cpu().train()
         model.extra_members = torch.nn.ModuleList()  # one network of an ensemble is timed
-        model.dropout.p = 0.0  # the same function on both paths
-        models[naive] = model
-        optimizers[naive] = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the Trainer makes it
-        with torch.no_grad():
+        model.dropout.p = 0.0  # the same function on every path
+        models[name] = model
+        optimizers[name] = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)  # as the Trainer makes it
+        with torch.no_grad(), autocast(cpu, low):
             loss_of(model, batches[0], naive)  # warm-up
-    best = {("step", False): float("inf"), ("step", True): float("inf"),
-            ("encoder", False): float("inf"), ("encoder", True): float("inf")}
+    best = {(kind, name): float("inf") for kind in ("step", "encoder") for name, _, _ in paths}
     with torch.no_grad():
         inputs = []
         for batch in batches:
             ids = batch["input_ids"]
             tree = TreeBatch.from_padded(batch["node_parent"], batch["node_token"], batch["node_parent_lengths"], ids.shape[1])
-            inputs.append((models[False].embedding(ids.reshape(-1)[tree.leaf_tokens]), tree))
+            inputs.append((models["batched"].embedding(ids.reshape(-1)[tree.leaf_tokens]), tree))
+    encoder = copy.deepcopy(models["batched"].encoder)
     for rep in range(repeats):
-        for naive in (False, True):
-            model, optimizer = models[naive], optimizers[naive]
+        for name, naive, low in paths:
+            model, optimizer = models[name], optimizers[name]
             start, seen = time.perf_counter(), []
             for batch in batches:
                 optimizer.zero_grad()
-                loss = loss_of(model, batch, naive)
+                with autocast(cpu, low):
+                    loss = loss_of(model, batch, naive)
                 loss.backward()
                 optimizer.step()
                 seen.append(loss.item())
-            best["step", naive] = min(best["step", naive], time.perf_counter() - start)
+            best["step", name] = min(best["step", name], time.perf_counter() - start)
             if rep == 0:
-                losses[naive] = seen
-            encoder = models[False].encoder
+                losses[name] = seen
             start = time.perf_counter()
             for x, tree in inputs:
                 x = x.detach().requires_grad_()
-                states = naive_encode(encoder, x, tree) if naive else encoder(x, tree)
-                states.sum().backward()
-            best["encoder", naive] = min(best["encoder", naive], time.perf_counter() - start)
-    gap = max(abs(a - b) for a, b in zip(losses[False], losses[True]))
+                with autocast(cpu, low):
+                    states = naive_encode(encoder, x, tree) if naive else encoder(x, tree)
+                states.float().sum().backward()
+            best["encoder", name] = min(best["encoder", name], time.perf_counter() - start)
     rate = {key: count / seconds for key, seconds in best.items()}
-    return {"batched": rate["step", False], "naive": rate["step", True],
-            "encoder_batched": rate["encoder", False], "encoder_naive": rate["encoder", True], "loss_gap": gap}
+    naive_name = "naive_bf16" if bf16 and rate["step", "naive_bf16"] > rate["step", "naive"] else "naive"
+    out = {"batched": rate["step", "batched"], "naive": rate["step", naive_name],
+           "encoder_batched": rate["encoder", "batched"],
+           "encoder_naive": max(rate["encoder", name] for name, naive, _ in paths if naive),
+           # against the float32 node-by-node losses: under bf16 this is bf16's rounding
+           "loss_gap": max(abs(a - b) for a, b in zip(losses["batched"], losses["naive"]))}
+    if bf16:
+        out.update({"naive_float32": rate["step", "naive"], "naive_bf16": rate["step", "naive_bf16"],
+                    "encoder_naive_float32": rate["encoder", "naive"], "encoder_naive_bf16": rate["encoder", "naive_bf16"]})
+    return out
 
 
 def main() -> None:
@@ -247,7 +264,8 @@ def main() -> None:
     if args.speed_trees and speed_pipe is not None:
         pipe, recipe = speed_pipe
         train, _ = recipe.datasets()
-        speed = measure_throughput(pipe, train.to_dict(), args.speed_trees, train_cfg["batch_size"])
+        bf16 = bool(train_cfg.get("cpu_amp")) and train_cfg.get("amp", "bf16") not in ("off", False)
+        speed = measure_throughput(pipe, train.to_dict(), args.speed_trees, train_cfg["batch_size"], bf16=bf16)
         metrics["trees_per_s_batched"] = round(speed["batched"], 1)
         metrics["trees_per_s_naive"] = round(speed["naive"], 1)
         metrics["batched_speedup"] = round(speed["batched"] / speed["naive"], 1)
@@ -259,6 +277,9 @@ def main() -> None:
             "trees_per_s": "whole training step: embedding, encoder, per-node loss, backward, fused Adam; dropout off",
             "encoder_trees_per_s": "the tree encoder's forward + backward alone",
             "timing": "fastest of 2 alternating passes per path", "max_loss_difference": speed["loss_gap"],
+            "precision": ("batched under bf16 autocast (train.cpu_amp); node by node at its faster precision, "
+                          "both timed" if bf16 else "float32 on both paths"),
+            **{k: round(v, 1) for k, v in speed.items() if k.startswith(("naive_", "encoder_naive_"))},
         }
         print(f"throughput (training step): batched {speed['batched']:.1f} trees/s, naive {speed['naive']:.1f} trees/s "
               f"({speed['batched'] / speed['naive']:.1f}x); encoder alone: {speed['encoder_batched']:.1f} vs "
