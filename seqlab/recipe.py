@@ -67,6 +67,8 @@ def _run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: s
             echo(notice)
     threads = set_threads(recipe.train.threads)  # the Trainer applies the same setting
     where = f"{pipe.device}{processes}" + (f", {threads} CPU thread{'s' if threads > 1 else ''}" if pipe.device.type == "cpu" else "")
+    if pipe.device.type == "cpu" and recipe.train.cpu_amp and recipe.train.amp != "off":
+        where += ", bf16 autocast (train.cpu_amp)"
     echo(f"seqlab: training {recipe.task} on {len(train)} examples (dev: {len(dev) if dev is not None else 0}) on {where}")
     result = pipe.fit(
         train, dev, recipe.train, log_dir=output / "logs", checkpoint_dir=output / "checkpoints", resume_from=resume_from,

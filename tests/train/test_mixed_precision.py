@@ -58,3 +58,15 @@ def test_the_list_covers_every_recipe_that_uses_the_trainers_step(repo):
     """cgan runs its own step (full precision, docs/training.md); every other recipe is above."""
     recipes = {p.stem for p in (repo / "pipelines").glob("*.yaml")}
     assert recipes - set(TINY) == {"cgan"}
+
+
+def test_seqlab_train_says_when_it_trains_under_cpu_amp(repo, tmp_path, capsys, monkeypatch):
+    from seqlab.cli import main
+
+    monkeypatch.chdir(repo)
+    tiny = ["--set", "train.epochs=1", "--set", "train.progress=off", "--set", "data.limit_train=20",
+            "--set", "model.hidden_size=8", "--set", "model.embedding_dim=8"]
+    assert main(["train", "pipelines/sentiment.yaml", "--output", str(tmp_path / "a"), *tiny, "--set", "train.cpu_amp=true"]) == 0
+    assert "bf16 autocast (train.cpu_amp)" in capsys.readouterr().out
+    assert main(["train", "pipelines/sentiment.yaml", "--output", str(tmp_path / "b"), *tiny]) == 0
+    assert "autocast" not in capsys.readouterr().out
