@@ -73,7 +73,7 @@ class TrainConfig:
     seed: int = 0
     progress: Literal["auto", "on", "off"] = "auto"
     #: Mixed precision on CUDA: bf16 autocast, fp16 autocast with a GradScaler, or off.
-    #: Ignored on the CPU. ``true``/``false`` mean bf16/off.
+    #: Ignored on the CPU unless ``cpu_amp``. ``true``/``false`` mean bf16/off.
     amp: Literal["off", "bf16", "fp16"] | bool = "bf16"
     #: Apply ``amp`` on the CPU too, always as bf16 autocast (fp16 is CUDA-only): the matrix
     #: products run in bfloat16, 2–2.5x faster where the CPU has AVX512-BF16 or AMX, slower
