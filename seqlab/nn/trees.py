@@ -336,21 +336,17 @@ class _BinaryLevels(torch.autograd.Function):
         # Under autocast the products run in its dtype (bf16), both ways; states, gates and
         # gradients stay in the weights' dtype, as autocast keeps element-wise work.
         device = h_leaf.device.type
-        low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        w_mm, b_mm = (weight.to(low), bias.to(low)) if low is not None else (weight, bias)
+        mm = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        w_mm, b_mm = weight.to(mm), bias.to(mm)  # no copy when mm is the weights' dtype
         h = h_leaf.new_zeros(N + 1, H, dtype=weight.dtype)
         c = h_leaf.new_zeros(N + 1, H, dtype=weight.dtype)
         h.index_copy_(0, tree.leaf_nodes, h_leaf.to(weight.dtype))
         c.index_copy_(0, tree.leaf_nodes, c_leaf.to(weight.dtype))
         saved = []
         for level in tree.levels:
-            x = h[level.lr].view(-1, 2 * H)
+            x = h[level.lr].view(-1, 2 * H).to(mm)
             c_lr = c[level.lr].view(-1, 2, H)
-            if low is not None:
-                x = x.to(low)
-                gates = torch.addmm(b_mm, x, w_mm.t()).to(weight.dtype)
-            else:
-                gates = torch.addmm(bias, x, weight.t())
+            gates = torch.addmm(b_mm, x, w_mm.t()).to(weight.dtype)
             i, o, f = torch.sigmoid(gates[:, :H]), torch.sigmoid(gates[:, H:2 * H]), torch.sigmoid(gates[:, 3 * H:])
             u = torch.tanh(gates[:, 2 * H:3 * H])
             c_new = i * u + (f.view(-1, 2, H) * c_lr).sum(1)
@@ -365,10 +361,9 @@ class _BinaryLevels(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h: Tensor):
-        (w_mm,) = ctx.saved_tensors
+        (weight,) = ctx.saved_tensors  # in the products' dtype
         tree, H, dtype = ctx.tree, ctx.H, ctx.float_dtype
-        low = w_mm.dtype if w_mm.dtype != dtype else None
-        weight = w_mm
+        low = weight.dtype if weight.dtype != dtype else None
         N = tree.num_nodes
         grad_h = grad_h.to(dtype)
         dh = grad_h.new_zeros(N + 1, H)
@@ -387,7 +382,7 @@ class _BinaryLevels(torch.autograd.Function):
                 (dc_n.unsqueeze(1) * c_lr * (f * (1 - f)).view(-1, 2, H)).view(-1, 2 * H),  # f_L, f_R
             ], 1)
             d_bias += d_gates.sum(0)
-            if low is not None:
+            if low is not None:  # mixed dtypes; the float path accumulates in place (no temporary)
                 d_gates = d_gates.to(low)
                 d_weight += (d_gates.t() @ x).to(dtype)
                 dh.index_add_(0, level.lr, (d_gates @ weight).to(dtype).view(-1, H))
