@@ -194,6 +194,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from seqlab.recipe import load_recipe, run_recipe
+    from seqlab.train.trainer import amp_settings
     from seqlab.text.trees import read_sentiment_trees
 
     start = time.perf_counter()
@@ -264,7 +265,7 @@ def main() -> None:
     if args.speed_trees and speed_pipe is not None:
         pipe, recipe = speed_pipe
         train, _ = recipe.datasets()
-        bf16 = bool(train_cfg.get("cpu_amp")) and train_cfg.get("amp", "bf16") not in ("off", False)
+        bf16 = amp_settings(recipe.train.amp, torch.device("cpu"), recipe.train.cpu_amp)[0] is not None  # as the Trainer decides
         speed = measure_throughput(pipe, train.to_dict(), args.speed_trees, train_cfg["batch_size"], bf16=bf16)
         metrics["trees_per_s_batched"] = round(speed["batched"], 1)
         metrics["trees_per_s_naive"] = round(speed["naive"], 1)

@@ -52,6 +52,7 @@ def _run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: s
     trains; only rank 0 evaluates, saves, plots and prints.
     """
     from .train.distributed import env_rank, env_world_size
+    from .train.trainer import amp_settings
 
     start = time.perf_counter()
     rank = env_rank()
@@ -67,7 +68,7 @@ def _run_recipe(recipe: Any, echo: Callable[[str], None] = print, resume_from: s
             echo(notice)
     threads = set_threads(recipe.train.threads)  # the Trainer applies the same setting
     where = f"{pipe.device}{processes}" + (f", {threads} CPU thread{'s' if threads > 1 else ''}" if pipe.device.type == "cpu" else "")
-    if pipe.device.type == "cpu" and recipe.train.cpu_amp and recipe.train.amp != "off":
+    if pipe.device.type == "cpu" and amp_settings(recipe.train.amp, pipe.device, recipe.train.cpu_amp)[0] is not None:
         where += ", bf16 autocast (train.cpu_amp)"
     echo(f"seqlab: training {recipe.task} on {len(train)} examples (dev: {len(dev) if dev is not None else 0}) on {where}")
     result = pipe.fit(

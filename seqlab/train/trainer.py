@@ -101,10 +101,7 @@ def amp_settings(mode: str, device: torch.device, cpu: bool = False) -> tuple[to
     if mode == "off":
         return None, False
     if device.type == "cpu" and cpu:
-        if not cpu_has_bf16():
-            logger.warning("seqlab: train.cpu_amp is on, but this CPU has no native bf16 (AVX512-BF16 or AMX); "
-                           "bf16 autocast will likely be slower than float32 here")
-        return torch.bfloat16, False
+        return torch.bfloat16, False  # the Trainer warns where the CPU has no native bf16
     if device.type != "cuda":
         return None, False
     if mode == "bf16":
@@ -288,6 +285,9 @@ class _Run:
         # Weight averaging (train.average): evaluations, selection and the result use the average.
         self.average = WeightAverage(model, config.average_decay) if config.average == "ema" else None
         self.amp_dtype, use_scaler = amp_settings(config.amp, self.device, config.cpu_amp) if not model.custom_train_step else (None, False)
+        if self.amp_dtype is not None and self.device.type == "cpu" and not cpu_has_bf16():
+            logger.warning("seqlab: train.cpu_amp is on, but this CPU has no native bf16 (AVX512-BF16 or AMX); "
+                           "bf16 autocast will likely be slower than float32 here")
         self.optimizers = self._build_optimizers()
         # The rates they were built with: the schedule scales each (checkpoints hold the scaled ones).
         self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}

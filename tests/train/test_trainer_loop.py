@@ -166,8 +166,9 @@ def test_cpu_amp_warns_where_the_cpu_has_no_bf16(monkeypatch, caplog):
     from seqlab.train import trainer
 
     monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    assert trainer.amp_settings("bf16", torch.device("cpu"), cpu=True) == (torch.bfloat16, False)
     with caplog.at_level(logging.WARNING, logger="seqlab"):
-        assert trainer.amp_settings("bf16", torch.device("cpu"), cpu=True) == (torch.bfloat16, False)
+        Trainer(cfg(epochs=1, batch_size=8, cpu_amp=True)).fit(ToyRegressor(), toy_columns(16))
     assert "no native bf16" in caplog.text
     assert trainer.amp_settings("off", torch.device("cpu"), cpu=True) == (None, False)
     with pytest.raises(ConfigError, match="cpu_amp: expected true/false"):
