@@ -84,6 +84,7 @@ ABLATIONS = {
     "no_word2vec": lambda s: s.pop("word2vec", None),
     "no_average": lambda s: s["train"].update(average="off"),
     "no_singleton_dropout": lambda s: s["model"].update(singleton_dropout=0.0),
+    "no_document_case": lambda s: s["model"].update(document_case_dim=0),
 }
 
 
@@ -123,7 +124,9 @@ def unseen_entity_scores(pipe, train, dev) -> dict[str, float]:
     from seqlab.text.tagging import convert_tags, spans
 
     seen = {tuple(t[s:e]) for t, tags in zip(train["tokens"], train["tags"]) for _, s, e in spans(tags, "IOB2")}
-    outputs = pipe.predict([list(t) for t in dev["tokens"]], batch_size=128)
+    # With its documents, as evaluate() (and seqlab eval) reads valid.txt.
+    documents = {"document": list(dev["document"])} if "document" in dev.column_names else {}
+    outputs = pipe.predict([list(t) for t in dev["tokens"]], batch_size=128, **documents)
     scheme = pipe.model.config.output_scheme
     hit = predicted = gold = 0
     for tokens, tags, out in zip(dev["tokens"], dev["tags"], outputs):
@@ -259,6 +262,9 @@ def final_fit(args, settings: dict, train, dev, runs: Path, budget_s: float, wal
     if args.final_fit < 1:
         sys.exit(f"--final-fit takes a number of epochs >= 1, got {args.final_fit}")
     control = args.final_fit_data == "train"
+    if not control and "document" in dev.column_names:  # valid.txt's documents numbered after train.txt's
+        offset = max(train["document"]) + 1
+        dev = dev.map(lambda row: {"document": row["document"] + offset})
     both = train if control else datasets.concatenate_datasets([train, dev])
     print(f"final fit: {len(both)} sentences ({args.final_fit_data}), {args.final_fit} epochs")
     vectors = runs / "ner_vectors" / ("conll2003_train_w2v100.txt" if control else "conll2003_train_valid_w2v100.txt")

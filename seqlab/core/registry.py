@@ -20,6 +20,7 @@ STAGES: dict[str, str] = {
     "label_encoder": "seqlab.text.labels:LabelEncoder",
     "tag_encoder": "seqlab.text.tagged:TagEncoder",
     "sentence_tokenizer": "seqlab.text.tagged:SentenceTokenizer",
+    "document_case": "seqlab.text.documents:DocumentCaseStage",
     "word2vec": "seqlab.embeddings.word2vec:Word2VecStage",
     "tree_reader": "seqlab.text.trees:TreeReader",
     "tree_label_encoder": "seqlab.text.trees:TreeLabelEncoder",

@@ -34,6 +34,14 @@ independent softmax per token (cross-entropy), the baseline both papers compare 
   ``split="punct"``) and keeps each token's offsets; a list of strings is *one pre-tokenized sentence* only inside
   ``pipe.predict([...])`` or as ``pipe({"tokens": [...]})`` — ``pipe([...])`` is a batch of
   raw texts. An empty sentence is an ``InputError``.
+- **Document context** (``document_case_dim`` > 0, off by default). How each word is
+  written elsewhere in its document (``seqlab.text.documents``: capitalised in running text,
+  lower-case, both, neither; Chieu & Ng 2003's global case evidence) is embedded and joins
+  the BiLSTM's input, so a headline's "JAPAN" or a sentence-initial word can borrow the case
+  it has in the rest of the document. CoNLL files give documents (``-DOCSTART-``), so
+  ``seqlab eval`` uses them; ``pipe.predict(sentences, document=0)`` tags a list of
+  sentences as one document (``document=[...]``: an id per sentence). A sentence tagged
+  alone reads "no document", which training shows the model ``document_dropout`` of the time.
 - **Long sentences** (more than ``chunk_length`` tokens) are tagged in chunks, split after
   sentence punctuation where possible, so memory stays bounded; training sentences that
   long are cut the same way (spans crossing a cut are closed at it).
@@ -55,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import ConfigError, DataError, InputError
+from ..core.options import Option
 from ..core.stage import Stage
 from ..core.task import TaskModel
 from ..data.collate import bucket_batches
@@ -63,6 +72,7 @@ from ..nn.charenc import CharTable, char_encoder, char_ids, check_char_sizes
 from ..nn.dropout import Dropout, rows_seen_once, unk_dropout
 from ..nn.masking import lengths_to_mask
 from ..nn.recurrent import PaddedBiRecurrentEncoder, RecurrentEncoder
+from ..text import documents
 from ..text.tagged import Sentence, SentenceTokenizer, TagEncoder, TagEncoderConfig, sentence_of, _sentence_error
 from ..text.tagging import allowed_transitions, convert_tags, normalize_scheme, spans, tag_set, tags_from_spans
 from ..text.vocab import SPECIALS, VocabularyStageConfig
@@ -108,6 +118,12 @@ class NERConfig:
     #: Probability that a training token whose word occurs once in the training data becomes <unk>
     #: (Lample et al. 2016: 0.5); on top of ``word_dropout``.
     singleton_dropout: float = 0.0
+    #: Size of the document-case feature (``seqlab.text.documents``): how each word is written
+    #: elsewhere in its document, as one more input of the BiLSTM; 0: off.
+    document_case_dim: int = 0
+    #: Probability that a training sentence's document-case feature reads "no document", as a
+    #: sentence tagged alone does (the model must also work without a document).
+    document_dropout: float = 0.1
     decoder: Literal["crf", "softmax"] = "crf"
     #: CRF: forbid the transitions the scheme does not allow (I-PER after O in IOB2/IOBES …).
     constrained: bool = True
@@ -126,13 +142,15 @@ class NERConfig:
     input_scheme: str = "IOB2"
 
     def validate(self, where: str = "model") -> None:
-        for name in ("dropout", "word_dropout", "singleton_dropout"):
+        for name in ("dropout", "word_dropout", "singleton_dropout", "document_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{where}.{name} must be in [0, 1), got {value}")
         for name in ("embedding_dim", "hidden_size", "num_layers", "char_kernel"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.document_case_dim < 0:
+            raise ConfigError(f"{where}.document_case_dim must be >= 0 (0: off), got {self.document_case_dim}")
         check_char_sizes(where, self.char_embedding_dim, self.char_hidden_size)
         if self.max_word_length < 2:
             raise ConfigError(f"{where}.max_word_length must be >= 2, got {self.max_word_length}")
@@ -185,6 +203,10 @@ class NERModel(TaskModel):
     #: Measured on a 2-core x86 CPU, one thread (BiLSTM 100 and 200 per direction, char-CNN, CRF):
     #: a call costs about as much as 30–50 padded tokens, a step as 1.3–1.7 rows.
     padded_batch_costs = (40.0, 1.5)
+    options = {
+        "document": Option(object, doc="document id(s) of the inputs: one for all (they form one document) or one per "
+                           "input; read by models trained with document context (model.document_case_dim > 0)", column=True),
+    }
 
     def __init__(self, config: NERConfig) -> None:
         super().__init__(config)
@@ -210,6 +232,11 @@ class NERModel(TaskModel):
             features += self.char_encoder.output_size
         else:
             self.char_encoder = None
+        if config.document_case_dim > 0:
+            self.document_case = nn.Embedding(documents.NUM_IDS, config.document_case_dim, padding_idx=documents.PAD)
+            features += config.document_case_dim
+        else:
+            self.document_case = None
         self.dropout = Dropout(config.dropout)
         self.encoder = PaddedBiRecurrentEncoder(features, config.hidden_size, config.num_layers, cell="lstm", dropout=config.dropout)
         self.head = nn.Linear(self.encoder.output_size, len(config.tags))
@@ -262,6 +289,8 @@ class NERModel(TaskModel):
     # -- data -------------------------------------------------------------------------------
     def pad_values(self, training: bool) -> dict[str, Any]:
         pads: dict[str, Any] = {"input_ids": self.config.pad_id}
+        if self.document_case is not None:
+            pads["doc_case"] = documents.PAD
         if training:
             pads["tag_ids"] = 0
         return pads
@@ -291,8 +320,8 @@ class NERModel(TaskModel):
         return char_ids(words, self.char_table, self.config.max_word_length, device)
 
     def _batch(self, ids: Sequence[Sequence[int]], tokens: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None,
-               device: torch.device) -> dict[str, Tensor]:
-        """Pad one batch of sentences (given as id lists, token lists and tag-id lists)."""
+               device: torch.device, cases: Sequence[Sequence[int]] | None = None) -> dict[str, Tensor]:
+        """Pad one batch of sentences (given as id lists, token lists, tag-id lists and document-case lists)."""
         lengths = [len(r) for r in ids]
         longest = max(lengths)
         padded = [list(r) + [self.config.pad_id] * (longest - len(r)) for r in ids]
@@ -302,6 +331,11 @@ class NERModel(TaskModel):
             batch["char_ids"], batch["char_lengths"] = self._chars(tokens, device)
         if tags is not None:
             batch["tag_ids"] = torch.tensor([list(r) + [0] * (longest - len(r)) for r in tags], dtype=torch.long, device=device)
+        if self.document_case is not None:
+            if cases is None:  # no document: as a sentence tagged alone
+                cases = [[documents.NO_DOCUMENT] * n for n in lengths]
+            batch["doc_case"] = torch.tensor([list(r) + [documents.PAD] * (longest - len(r)) for r in cases],
+                                             dtype=torch.long, device=device)
         return batch
 
     def _segments(self, tokens: Sequence[str]) -> list[tuple[int, int]]:
@@ -325,9 +359,10 @@ class NERModel(TaskModel):
     def train_batches(self, columns: Mapping[str, list], config: TrainConfig, epoch: int) -> "_TrainBatches":
         """Length-bucketed batches; empty sentences skipped (with a warning), long ones chunked."""
         ids_col, tokens_col, tags_col = columns["input_ids"], columns["tokens"], columns["tag_ids"]
-        examples: list[tuple[list[int], list[str], list[int]]] = []
+        cases_col = self._cases_column(columns, len(ids_col))
+        examples: list[tuple[list[int], list[str], list[int], list[int] | None]] = []
         empty = 0
-        for i, (ids, tokens, tags) in enumerate(zip(ids_col, tokens_col, tags_col)):
+        for i, (ids, tokens, tags, cases) in enumerate(zip(ids_col, tokens_col, tags_col, cases_col)):
             if len(ids) != len(tags) or len(ids) != len(tokens):
                 raise DataError(f"training data sentence {i}: {len(tokens)} tokens but {len(tags)} tags")
             if not ids:
@@ -335,13 +370,14 @@ class NERModel(TaskModel):
                 continue
             pieces = self._segments(tokens)
             if len(pieces) == 1:
-                examples.append((ids, tokens, tags))
+                examples.append((ids, tokens, tags, cases))
                 continue
             for start, end in pieces:
                 # A span cut by the chunk boundary is closed there: re-encode the chunk's tags.
                 names = [self.config.tags[t] for t in tags[start:end]]
                 fixed = convert_tags(names, self.config.scheme, self.config.scheme)
-                examples.append((ids[start:end], tokens[start:end], [self._tag_index[t] for t in fixed]))
+                examples.append((ids[start:end], tokens[start:end], [self._tag_index[t] for t in fixed],
+                                 None if cases is None else cases[start:end]))
         if empty and not self._warned_empty:
             warnings.warn(f"NER training data: skipped {empty} empty sentence(s) (no tokens)", stacklevel=2)
             self._warned_empty = True
@@ -354,6 +390,15 @@ class NERModel(TaskModel):
             bucket_factor=config.bucket_factor, max_tokens=config.max_tokens,
         )
         return _TrainBatches(self, examples, order)
+
+    def _cases_column(self, columns: Mapping[str, list], rows: int) -> Sequence[Sequence[int] | None]:
+        """The ``doc_case`` column when the model reads it, else one None per row."""
+        if self.document_case is None:
+            return [None] * rows
+        if "doc_case" not in columns:
+            raise DataError("this NER model reads document context (model.document_case_dim > 0), but the data has no "
+                            "'doc_case' column: put a document_case stage (seqlab.text.documents) after the tokenizer")
+        return columns["doc_case"]
 
     def singleton_rows(self, ids_col: Sequence[Sequence[int]]) -> Tensor:
         """A boolean per word row: does exactly one token of ``ids_col`` (training sentences as
@@ -380,16 +425,23 @@ class NERModel(TaskModel):
                 per_token = chars.new_zeros(ids.shape[0], ids.shape[1], chars.shape[-1])
                 per_token[mask] = chars.to(per_token.dtype)  # row-major: the words in sentence order
             x = torch.cat([x, per_token.to(x.dtype)], dim=-1)
+        if self.document_case is not None:
+            cases = batch["doc_case"]
+            if self.training and self.config.document_dropout > 0:
+                alone = torch.rand(cases.shape[0], 1, device=cases.device) < self.config.document_dropout
+                cases = torch.where(alone & mask, torch.full_like(cases, documents.NO_DOCUMENT), cases)
+            x = torch.cat([x, self.document_case(cases).to(x.dtype)], dim=-1)
         outputs, _, _ = self.encoder(self.dropout(x), lengths)
         return self.head(self.dropout(outputs)), mask
 
     # -- export: the emissions are the network; Viterbi stays in Python -----------------------
     def _network_names(self) -> tuple[str, ...]:
         chars = ("char_ids", "char_lengths") if self.char_encoder is not None else ()
-        return ("input_ids", "input_ids_lengths", *chars)
+        cases = ("doc_case",) if self.document_case is not None else ()
+        return ("input_ids", "input_ids_lengths", *chars, *cases)
 
     def network_outputs(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``{"emissions": (B, T, tags)}`` of ``input_ids``, ``input_ids_lengths`` (and ``char_ids``, ``char_lengths``)."""
+        """``{"emissions": (B, T, tags)}`` of ``input_ids``, ``input_ids_lengths`` (and ``char_ids``, ``char_lengths``, ``doc_case``)."""
         return {"emissions": self.emissions(inputs)[0]}
 
     def example_network_inputs(self, variant: int = 0) -> dict[str, Tensor]:
@@ -402,12 +454,17 @@ class NERModel(TaskModel):
         inputs = {"input_ids": ids, "input_ids_lengths": lengths}
         if self.char_encoder is not None:
             inputs["char_ids"], inputs["char_lengths"] = self._chars(tokens, torch.device("cpu"))
+        if self.document_case is not None:
+            cases = torch.randint(documents.NO_DOCUMENT, documents.NUM_IDS, ids.shape, generator=generator)
+            inputs["doc_case"] = cases.masked_fill(~lengths_to_mask(lengths, ids.shape[1]), documents.PAD)
         return inputs
 
     def network_axes(self) -> dict[str, dict[int, str]]:
         axes = {"input_ids": {0: "batch", 1: "time"}, "input_ids_lengths": {0: "batch"}, "emissions": {0: "batch", 1: "time"}}
         if self.char_encoder is not None:
             axes.update({"char_ids": {0: "words", 1: "chars"}, "char_lengths": {0: "words"}})
+        if self.document_case is not None:
+            axes["doc_case"] = {0: "batch", 1: "time"}
         return axes
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -438,8 +495,9 @@ class NERModel(TaskModel):
 
     @torch.no_grad()
     def _tag(self, ids: Sequence[Sequence[int]], tokens: Sequence[Sequence[str]], with_scores: bool,
-             batch_size: int = 64, max_tokens: int = 32768) -> list[tuple[list[int], list[float] | None]]:
-        """``_tag_padded`` for sentences given as id lists, of any length.
+             batch_size: int = 64, max_tokens: int = 32768,
+             cases: Sequence[Sequence[int]] | None = None) -> list[tuple[list[int], list[float] | None]]:
+        """``_tag_padded`` for sentences given as id lists (and document-case lists), of any length.
 
         Sentences are cut into chunks (``_segments``) and run in length-sorted sub-batches
         of at most ``max_tokens`` padded tokens, so memory is bounded for any input.
@@ -454,7 +512,8 @@ class NERModel(TaskModel):
             count = max(1, min(batch_size, max_tokens // max(longest, 1)))
             group = pieces[i : i + count]
             i += count
-            batch = self._batch([ids[r][s:e] for r, s, e in group], [tokens[r][s:e] for r, s, e in group], None, device)
+            batch = self._batch([ids[r][s:e] for r, s, e in group], [tokens[r][s:e] for r, s, e in group], None, device,
+                                None if cases is None else [cases[r][s:e] for r, s, e in group])
             for (r, s, _), result in zip(group, self._tag_padded(batch, with_scores)):
                 results[(r, s)] = result
         out = []
@@ -497,10 +556,13 @@ class NERModel(TaskModel):
             padded = {"input_ids": batch["input_ids"], "input_ids_lengths": lengths}
             if self.char_encoder is not None:
                 padded["char_ids"], padded["char_lengths"] = self._chars(tokens, batch["input_ids"].device)
+            if self.document_case is not None:
+                padded["doc_case"] = batch["doc_case"]
             tagged = self._tag_padded(padded, with_scores=True)
         else:  # a sentence longer than chunk_length: tag in chunks
             ids = [row[:n] for row, n in zip(batch["input_ids"].tolist(), lengths.tolist())]
-            tagged = self._tag(ids, tokens, with_scores=True, batch_size=max(len(ids), 1))
+            cases = None if self.document_case is None else [row[:n] for row, n in zip(batch["doc_case"].tolist(), lengths.tolist())]
+            tagged = self._tag(ids, tokens, with_scores=True, batch_size=max(len(ids), 1), cases=cases)
         return [self._output(t, tags, conf) for t, (tags, conf) in zip(tokens, tagged)]
 
     # -- metrics ----------------------------------------------------------------------------
@@ -510,7 +572,8 @@ class NERModel(TaskModel):
         was_training = self.training
         self.eval()
         try:
-            tagged = self._tag(processed["input_ids"], processed["tokens"], with_scores=False, batch_size=batch_size)
+            cases = self._cases_column(processed, len(processed["input_ids"])) if self.document_case is not None else None
+            tagged = self._tag(processed["input_ids"], processed["tokens"], with_scores=False, batch_size=batch_size, cases=cases)
         finally:
             self.train(was_training)
         predicted = [convert_tags([self.config.tags[t] for t in tags], self.config.scheme, "IOB2") for tags, _ in tagged]
@@ -587,13 +650,16 @@ class _TrainBatches:
         for indices in self.order:
             rows = [self.examples[i] for i in indices]
             # CPU tensors; the Trainer moves them to its device.
-            yield self.model._batch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], torch.device("cpu"))
+            cases = None if self.model.document_case is None else [r[3] for r in rows]
+            yield self.model._batch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], torch.device("cpu"), cases)
 
 
 # -- recipe ------------------------------------------------------------------------------------
 @dataclass
 class NERData:
-    """Where the tagged sentences are (CoNLL columns; ``-DOCSTART-`` lines skipped)."""
+    """Where the tagged sentences are (CoNLL columns). ``-DOCSTART-`` lines give each sentence a
+    ``document`` id (a file with fewer than two documents is read without), which models with
+    document context read."""
 
     train: str = "corpora/ner/train.conll"
     dev: str | None = "corpora/ner/dev.conll"
@@ -638,7 +704,10 @@ class NERRecipe(FileRecipe):
         from ..data.paths import resolve_path
         from ..data.readers import read_conll
 
-        ds = read_conll(resolve_path(path), tag_column=self.data.tag_column, token_column=self.data.token_column)
+        ds = read_conll(resolve_path(path), tag_column=self.data.tag_column, token_column=self.data.token_column,
+                        keep_documents=True)
+        if len(set(ds["document"])) < 2:  # no -DOCSTART- lines (or one document): no document context
+            ds = ds.remove_columns("document")
         ds = first_rows(ds, limit)
         return ds
 
@@ -647,7 +716,12 @@ class NERRecipe(FileRecipe):
         from ..pipeline import Pipeline
         from ..text.vocab import VocabularyStage
 
-        stages: list[Stage] = [SentenceTokenizer(), VocabularyStage(self.vocabulary)]
+        stages: list[Stage] = [SentenceTokenizer()]
+        if self.model.document_case_dim > 0:
+            from ..text.documents import DocumentCaseStage
+
+            stages.append(DocumentCaseStage())
+        stages.append(VocabularyStage(self.vocabulary))
         stages.extend(optional_word2vec_stage(self.word2vec))
         stages.append(TagEncoder(scheme=self.data.scheme, target=self.scheme))
         return Pipeline(stages, NERModel, self.model, device=self.device)

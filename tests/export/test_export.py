@@ -298,3 +298,20 @@ def test_cli_eval_reads_data_as_the_source_recipe_did(tmp_path, capsys):
     eager = json.loads(capsys.readouterr().out)
     assert cli_main(["eval", str(out), dev, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == pytest.approx(eager, abs=1e-4)
+
+
+def test_ner_with_document_context_exports_its_extra_input(tmp_path):
+    """The document-case ids are one more network input: the exported graph takes them, and a
+    document changes its outputs as it changes the eager model's."""
+    from tests.tasks.test_ner_documents import headline_documents, pipeline
+
+    torch.manual_seed(0)
+    pipe = pipeline(4)
+    data = headline_documents(40, seed=0)
+    pipe.fit(data, None, {"epochs": 3, "batch_size": 8, "lr": 0.05, "progress": "off"})
+    pipe.save(tmp_path / "model")
+    loaded = seqlab.load(export_pipeline(tmp_path / "model", tmp_path / "artefact", "onnx", False))
+    assert "doc_case" in loaded.model._network_names()
+    sentences = data["tokens"][:6]
+    _same("ner", pipe.predict(sentences, document=data["document"][:6]), loaded.predict(sentences, document=data["document"][:6]), 1e-4)
+    _same("ner", pipe.predict(sentences), loaded.predict(sentences), 1e-4)
