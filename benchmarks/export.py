@@ -74,6 +74,7 @@ def ner_part(args, metrics: dict, settings: dict) -> object:
     ner = copy.deepcopy(NER_SETTINGS)
     ner["data"].update({"train": str(conll / "train.txt"), "dev": str(conll / "valid.txt")})
     ner["device"] = "cpu"
+    ner["model"]["document_case_dim"] = 0  # the sentence-level tagger its recorded figures measured (no documents)
     recipe = load_recipe(data=ner)
     train, dev = recipe.datasets()
     dev_tokens = [list(t) for t in dev["tokens"]]

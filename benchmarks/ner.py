@@ -31,7 +31,13 @@ the entities whose words never form an entity in train.txt, a third of valid.txt
 Ablations (``--ablations``, each with its own budget, ``--ablation-budget-min``): the same
 model with one option taken away, reported as ``dev_f1_<row>`` (and ``dev_unseen_f1_<row>``):
 ``no_word2vec`` (random word embeddings), ``no_average`` (no EMA: the best evaluation's own
-weights) and ``no_singleton_dropout``.
+weights), ``no_singleton_dropout`` and ``no_document_case``.
+
+Document context (issue #18's first candidate, ``model.document_case_dim`` 8, an a-priori
+size): each token's case elsewhere in its CoNLL document (``seqlab.text.documents``) joins the
+BiLSTM's input; valid.txt is read with its ``-DOCSTART-`` documents, as ``seqlab eval`` reads a
+test file. ``dev_f1_sentences_alone`` (and ``dev_unseen_f1_sentences_alone``) is the same model
+on valid.txt without its documents, each sentence tagged alone, as ``pipe(text)`` tags.
 
 ``--final-fit EPOCHS`` (issue #18's "a final fit on train+dev, reported as such") replaces the
 main run and the ablations: word2vec and the tagger are trained on train.txt *and* valid.txt
@@ -69,7 +75,7 @@ SETTINGS = {
         "embedding_dim": 100, "lowercase": True, "normalize_numbers": True,
         "char_encoder": "cnn", "char_embedding_dim": 30, "char_hidden_size": 30, "char_kernel": 3,
         "hidden_size": 200, "num_layers": 1, "dropout": 0.5, "word_dropout": 0.05, "singleton_dropout": 0.5,
-        "decoder": "crf",
+        "document_case_dim": 8, "decoder": "crf",
     },
     "train": {"epochs": 200, "batch_size": 32, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0,
               "patience": 10, "seed": 1, "average": "ema", "average_decay": 0.999},
@@ -151,7 +157,7 @@ def main() -> None:
     p = parser("CoNLL-2003 NER benchmark (BiLSTM-CNN-CRF)", budget_min=60)
     p.add_argument("--ablation-budget-min", type=float, default=None,
                    help="budget of the run without word2vec (default: same as --budget-min; 0 skips it)")
-    p.add_argument("--ablations", default="no_word2vec,no_average,no_singleton_dropout",
+    p.add_argument("--ablations", default="no_word2vec,no_average,no_singleton_dropout,no_document_case",
                    help=f"comma-separated ablation rows ({', '.join(ABLATIONS)}; empty: none)")
     p.add_argument("--char-encoder", default="cnn", choices=["cnn", "lstm", "none"])
     p.add_argument("--limit-train", type=int, default=None, help="use the first N training sentences")
@@ -233,6 +239,11 @@ def main() -> None:
         "target_dev_f1": 90.0,
         "target_met": run["metrics"]["f1"] >= 90.0,
     }
+    if pipe.model.config.document_case_dim > 0 and "document" in dev.column_names:
+        # What a user who tags sentence by sentence gets: the model without its documents.
+        alone = dev.remove_columns("document")
+        metrics["dev_f1_sentences_alone"] = round(pipe.evaluate(alone)["f1"], 2)
+        metrics["dev_unseen_f1_sentences_alone"] = unseen_entity_scores(pipe, train, alone)["dev_unseen_f1"]
     # 2. ablations: one option taken away each, with its own budget.
     for row in ablations if ablation_s > 0 else []:
         ablated = copy.deepcopy(main_settings)

@@ -51,6 +51,7 @@ def build_and_train(train_min: float, device: str):
     settings["data"].update({"train": str(conll / "train.txt"), "dev": str(conll / "valid.txt")})
     settings["model"]["hidden_size"] = HIDDEN
     settings["device"] = device
+    settings["model"]["document_case_dim"] = 0  # the sentence-level tagger its recorded figures measured (no documents)
     train, _ = load_recipe(data=settings).datasets()
     vectors = MODEL_DIR.parent / "ner_predict_w2v100.txt"
     w2v_s = ner_benchmark.train_vectors([list(t) for t in train["tokens"]], vectors)
