@@ -68,7 +68,9 @@ def test_model_info_gives_task_input_labels_metrics_options(client, pipes, tiny_
     assert info["sentiment"]["labels"] == list(pipes["sentiment"].model.config.labels)
     tags = pipes["ner"].model.config.tags
     assert info["ner"]["labels"] == sorted({t.split("-", 1)[1] for t in tags if t != "O"})
-    assert info["sentiment"]["options"] == {} and info["ner"]["options"] == {}
+    assert info["sentiment"]["options"] == {}
+    # NER's one option is data: the document its inputs form (read by models with document context).
+    assert set(info["ner"]["options"]) == {"document"} and info["ner"]["options"]["document"]["default"] is None
     beam = info["translation"]["options"]["beam_size"]
     assert beam == {"type": "int", "default": pipes["translation"].model.config.beam_size, "low": 1, "high": 256,
                     "choices": None, "doc": pipes["translation"].model.options["beam_size"].doc}
