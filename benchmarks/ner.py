@@ -43,7 +43,7 @@ on valid.txt without its documents, each sentence tagged alone, as ``pipe(text)`
 main run and the ablations: word2vec and the tagger are trained on train.txt *and* valid.txt
 for a fixed number of epochs (no dev to select with: the weights of the epoch with the lowest
 training loss, the EMA under ``train.average``), within the same budget. The number of epochs is
-the best epoch of a recorded dev-selected run with the same settings (24 for commit 9cc3b2d's), given on the command
+the best epoch of a recorded dev-selected run with the same settings (17 for commit cd6175b's), given on the command
 line. Its dev F1 is printed and written as ``dev_f1_seen_in_training`` only: valid.txt was
 training data, so it says nothing of held-out accuracy. Writes ``ner_final_fit.json`` and
 saves the pipeline to ``runs/benchmarks/ner_final_fit``, for a held-out (test) evaluation.

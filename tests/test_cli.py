@@ -313,3 +313,16 @@ def test_replacement_notice_names_what_is_there(tmp_path):
     assert replacement_notice(tmp_path) == (
         f"seqlab: note: {tmp_path} already holds a ner model (dev f1 97.5, dev precision 97.5); this run replaces it "
         "(give --output another folder to keep it)")
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path):
+    """`seqlab eval ... | head -1`: when the pipe closes, no traceback, the shell's SIGPIPE status."""
+    ref, hyp = tmp_path / "ref.txt", tmp_path / "hyp.txt"
+    ref.write_text("a b c\nd e\n")
+    hyp.write_text("a b x\nd e\n")
+    process = subprocess.Popen([sys.executable, "-m", "seqlab", "eval", "wer", str(ref), str(hyp)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the interpreter has started, so its first print meets a closed pipe
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
