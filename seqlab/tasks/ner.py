@@ -359,7 +359,7 @@ class NERModel(TaskModel):
     def train_batches(self, columns: Mapping[str, list], config: TrainConfig, epoch: int) -> "_TrainBatches":
         """Length-bucketed batches; empty sentences skipped (with a warning), long ones chunked."""
         ids_col, tokens_col, tags_col = columns["input_ids"], columns["tokens"], columns["tag_ids"]
-        cases_col = self._cases_column(columns, len(ids_col))
+        cases_col = self._cases_column(columns) or [None] * len(ids_col)
         examples: list[tuple[list[int], list[str], list[int], list[int] | None]] = []
         empty = 0
         for i, (ids, tokens, tags, cases) in enumerate(zip(ids_col, tokens_col, tags_col, cases_col)):
@@ -391,10 +391,10 @@ class NERModel(TaskModel):
         )
         return _TrainBatches(self, examples, order)
 
-    def _cases_column(self, columns: Mapping[str, list], rows: int) -> Sequence[Sequence[int] | None]:
-        """The ``doc_case`` column when the model reads it, else one None per row."""
+    def _cases_column(self, columns: Mapping[str, list]) -> Sequence[Sequence[int]] | None:
+        """The ``doc_case`` column when the model reads it, else None."""
         if self.document_case is None:
-            return [None] * rows
+            return None
         if "doc_case" not in columns:
             raise DataError("this NER model reads document context (model.document_case_dim > 0), but the data has no "
                             "'doc_case' column: put a document_case stage (seqlab.text.documents) after the tokenizer")
@@ -572,8 +572,8 @@ class NERModel(TaskModel):
         was_training = self.training
         self.eval()
         try:
-            cases = self._cases_column(processed, len(processed["input_ids"])) if self.document_case is not None else None
-            tagged = self._tag(processed["input_ids"], processed["tokens"], with_scores=False, batch_size=batch_size, cases=cases)
+            tagged = self._tag(processed["input_ids"], processed["tokens"], with_scores=False, batch_size=batch_size,
+                               cases=self._cases_column(processed))
         finally:
             self.train(was_training)
         predicted = [convert_tags([self.config.tags[t] for t in tags], self.config.scheme, "IOB2") for tags, _ in tagged]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import InputError
-from ..core.stage import Stage
+from ..core.stage import InputOutputStage
 
 PAD, NO_DOCUMENT, NO_EVIDENCE, LOWER, CAPITALISED, BOTH = range(6)
 #: Number of ids (the size of the model's embedding table).
@@ -107,7 +107,7 @@ class DocumentCaseConfig:
     output: str = "doc_case"
 
 
-class DocumentCaseStage(Stage):
+class DocumentCaseStage(InputOutputStage):
     """``tokens`` (+ ``document``) → ``doc_case``: per token, its case elsewhere in the document.
 
     >>> stage = DocumentCaseStage()
@@ -117,11 +117,6 @@ class DocumentCaseStage(Stage):
 
     kind = "document_case"
     Config = DocumentCaseConfig
-
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self.takes = (self.config.input,)
-        self.provides = (self.config.output,)
 
     def map(self, batch: Mapping[str, list]) -> dict[str, list]:
         documents = batch.get(self.config.document)
