@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpora_dir, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
+from _common import corpora_dir, model_overrides, parser, results_name, runs_dir, train_overrides, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +54,8 @@ def main() -> None:
         # SST-2 is already lower-cased and tokenized with spaces.
         "tokenizer": {"lowercase": True, "split": "whitespace"},
         "vocabulary": {"min_freq": 1},
-        "model": {"embedding_dim": 300, "encoder": args.encoder, "hidden_size": 256, "pooling": "max", "dropout": 0.5},
+        "model": {"embedding_dim": 300, "encoder": args.encoder, "hidden_size": 256, "pooling": "max", "dropout": 0.5,
+                  **model_overrides(args)},
         "train": {"epochs": 20, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "clip_norm": 5.0,
                   "time_budget_s": budget_s, "eval_every_steps": 500, "seed": 1, "average": "ema",
                   "average_decay": 0.999, "cpu_amp": True, **train_overrides(args)},
