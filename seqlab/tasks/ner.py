@@ -42,6 +42,11 @@ independent softmax per token (cross-entropy), the baseline both papers compare 
   ``seqlab eval`` uses them; ``pipe.predict(sentences, document=0)`` tags a list of
   sentences as one document (``document=[...]``: an id per sentence). A sentence tagged
   alone reads "no document", which training shows the model ``document_dropout`` of the time.
+- **Language-modelling loss** (``lm_loss`` > 0, off by default; Rei 2017,
+  ``seqlab.nn.lm_objective``). In training only, the forward LSTM also predicts each next
+  word and the backward LSTM each previous word (the ``lm_vocab`` most frequent training
+  words), weighted by ``lm_loss``, so the encoder learns about its language from every
+  token, not only from the entity ones. Prediction and the exported network never use it.
 - **Long sentences** (more than ``chunk_length`` tokens) are tagged in chunks, split after
   sentence punctuation where possible, so memory stays bounded; training sentences that
   long are cut the same way (spans crossing a cut are closed at it).
@@ -70,6 +75,7 @@ from ..data.collate import bucket_batches
 from ..data.splits import FileRecipe, first_rows
 from ..nn.charenc import CharTable, char_encoder, char_ids, check_char_sizes
 from ..nn.dropout import Dropout, rows_seen_once, unk_dropout
+from ..nn.lm_objective import BidirectionalLMObjective, frequent_rows
 from ..nn.masking import lengths_to_mask
 from ..nn.recurrent import PaddedBiRecurrentEncoder, RecurrentEncoder
 from ..text import documents
@@ -124,6 +130,14 @@ class NERConfig:
     #: Probability that a training sentence's document-case feature reads "no document", as a
     #: sentence tagged alone does (the model must also work without a document).
     document_dropout: float = 0.1
+    #: Weight of Rei (2017)'s language-modelling auxiliary loss (``seqlab.nn.lm_objective``): in
+    #: training, the forward LSTM also predicts each next word and the backward LSTM each
+    #: previous word; prediction never uses it. 0: off (Rei: 0.1). Needs ``num_layers: 1``.
+    lm_loss: float = 0.0
+    #: The objective's vocabulary: the most frequent training words (the rest share one class).
+    lm_vocab: int = 7500
+    #: Units of the tanh layer between each LSTM direction and its word softmax.
+    lm_hidden: int = 50
     decoder: Literal["crf", "softmax"] = "crf"
     #: CRF: forbid the transitions the scheme does not allow (I-PER after O in IOB2/IOBES …).
     constrained: bool = True
@@ -146,9 +160,16 @@ class NERConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{where}.{name} must be in [0, 1), got {value}")
-        for name in ("embedding_dim", "hidden_size", "num_layers", "char_kernel"):
+        for name in ("embedding_dim", "hidden_size", "num_layers", "char_kernel", "lm_vocab", "lm_hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lm_loss >= 0.0:
+            raise ConfigError(f"{where}.lm_loss must be >= 0 (0: off), got {self.lm_loss}")
+        if self.lm_loss > 0 and self.num_layers != 1:
+            raise ConfigError(
+                f"{where}.lm_loss needs {where}.num_layers: 1 (got {self.num_layers}): in a stacked BiLSTM the upper "
+                "forward layer reads the lower backward one, which has already seen the next word"
+            )
         if self.document_case_dim < 0:
             raise ConfigError(f"{where}.document_case_dim must be >= 0 (0: off), got {self.document_case_dim}")
         check_char_sizes(where, self.char_embedding_dim, self.char_hidden_size)
@@ -240,6 +261,10 @@ class NERModel(TaskModel):
         self.dropout = Dropout(config.dropout)
         self.encoder = PaddedBiRecurrentEncoder(features, config.hidden_size, config.num_layers, cell="lstm", dropout=config.dropout)
         self.head = nn.Linear(self.encoder.output_size, len(config.tags))
+        if config.lm_loss > 0:
+            self.lm_objective = BidirectionalLMObjective(config.hidden_size, config.lm_vocab, config.lm_hidden)
+        else:
+            self.lm_objective = None
         if config.decoder == "crf":
             from ..nn.crf import CRF
 
@@ -251,6 +276,8 @@ class NERModel(TaskModel):
         self._warned_empty = False
         #: Word rows seen once in the training data (``singleton_dropout``); set by ``train_batches``.
         self._singleton_rows: Tensor | None = None
+        #: The language-modelling objective's class of each word row (``lm_loss``); set by ``train_batches``.
+        self._lm_classes: Tensor | None = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -385,6 +412,8 @@ class NERModel(TaskModel):
             raise DataError("the NER training data has no non-empty sentence")
         if self.config.singleton_dropout > 0:
             self._singleton_rows = self.singleton_rows(ids_col)
+        if self.lm_objective is not None:
+            self._lm_classes = self.lm_classes(ids_col)
         order = bucket_batches(
             [len(e[0]) for e in examples], config.batch_size, shuffle=True, seed=config.seed + epoch,
             bucket_factor=config.bucket_factor, max_tokens=config.max_tokens,
@@ -407,8 +436,21 @@ class NERModel(TaskModel):
         never = (self.config.pad_id, self.config.unk_id)
         return rows_seen_once(self.word_map.cpu()[ids], self.config.word_vocab_size, never).to(self.word_map.device)
 
+    def lm_classes(self, ids_col: Sequence[Sequence[int]]) -> Tensor:
+        """The language-modelling objective's class of each word row: the ``lm_vocab`` rows that
+        ``ids_col`` (training sentences as vocabulary ids) looks up most, then *other*."""
+        ids = torch.tensor([i for row in ids_col for i in row], dtype=torch.long)
+        never = (self.config.pad_id, self.config.unk_id)
+        classes = frequent_rows(self.word_map.cpu()[ids], self.config.word_vocab_size, self.config.lm_vocab, never)
+        return classes.to(self.word_map.device)
+
     def emissions(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Tag scores ``(B, T, K)`` and the token mask ``(B, T)``."""
+        outputs, mask = self._encode(batch)
+        return self.head(outputs), mask
+
+    def _encode(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """The BiLSTM's outputs ``(B, T, 2H)`` after dropout, and the token mask ``(B, T)``."""
         ids, lengths = batch["input_ids"], batch["input_ids_lengths"]
         mask = lengths_to_mask(lengths.to(ids.device), ids.shape[1])
         if self.training and self.config.word_dropout > 0:
@@ -432,7 +474,7 @@ class NERModel(TaskModel):
                 cases = torch.where(alone & mask, torch.full_like(cases, documents.NO_DOCUMENT), cases)
             x = torch.cat([x, self.document_case(cases).to(x.dtype)], dim=-1)
         outputs, _, _ = self.encoder(self.dropout(x), lengths)
-        return self.head(self.dropout(outputs)), mask
+        return self.dropout(outputs), mask
 
     # -- export: the emissions are the network; Viterbi stays in Python -----------------------
     def _network_names(self) -> tuple[str, ...]:
@@ -468,11 +510,18 @@ class NERModel(TaskModel):
         return axes
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        scores, mask = self.emissions(batch)
+        outputs, mask = self._encode(batch)
+        scores = self.head(outputs)
         tags = batch["tag_ids"]
         if self.crf is not None:
-            return self.crf.nll(scores, tags, mask, reduction="mean")
-        return nn.functional.cross_entropy(scores[mask].float(), tags[mask])
+            loss = self.crf.nll(scores, tags, mask, reduction="mean")
+        else:
+            loss = nn.functional.cross_entropy(scores[mask].float(), tags[mask])
+        if self.training and self.lm_objective is not None and self._lm_classes is not None:
+            # The words as written (before word dropout), as classes of the objective's vocabulary.
+            classes = self._lm_classes.to(outputs.device)[self.word_map[batch["input_ids"]]]
+            loss = loss + self.config.lm_loss * self.lm_objective(outputs, classes, mask)
+        return loss
 
     # -- decoding ---------------------------------------------------------------------------
     @torch.no_grad()
