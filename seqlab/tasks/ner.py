@@ -432,16 +432,21 @@ class NERModel(TaskModel):
     def singleton_rows(self, ids_col: Sequence[Sequence[int]]) -> Tensor:
         """A boolean per word row: does exactly one token of ``ids_col`` (training sentences as
         vocabulary ids) look that row up? ``<unk>`` and padding never count."""
-        ids = torch.tensor([i for row in ids_col for i in row], dtype=torch.long)
-        never = (self.config.pad_id, self.config.unk_id)
-        return rows_seen_once(self.word_map.cpu()[ids], self.config.word_vocab_size, never).to(self.word_map.device)
+        return rows_seen_once(self._word_rows(ids_col), self.config.word_vocab_size, self._never_rows).to(self.word_map.device)
+
+    @property
+    def _never_rows(self) -> tuple[int, int]:
+        """The word rows that counts of training words skip: ``<pad>`` and ``<unk>``."""
+        return (self.config.pad_id, self.config.unk_id)
+
+    def _word_rows(self, ids_col: Sequence[Sequence[int]]) -> Tensor:
+        """Every token's word row (on the CPU), for sentences given as vocabulary-id lists."""
+        return self.word_map.cpu()[torch.tensor([i for row in ids_col for i in row], dtype=torch.long)]
 
     def lm_classes(self, ids_col: Sequence[Sequence[int]]) -> Tensor:
         """The language-modelling objective's class of each word row: the ``lm_vocab`` rows that
         ``ids_col`` (training sentences as vocabulary ids) looks up most, then *other*."""
-        ids = torch.tensor([i for row in ids_col for i in row], dtype=torch.long)
-        never = (self.config.pad_id, self.config.unk_id)
-        classes = frequent_rows(self.word_map.cpu()[ids], self.config.word_vocab_size, self.config.lm_vocab, never)
+        classes = frequent_rows(self._word_rows(ids_col), self.config.word_vocab_size, self.config.lm_vocab, self._never_rows)
         return classes.to(self.word_map.device)
 
     def emissions(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
