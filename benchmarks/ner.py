@@ -44,7 +44,8 @@ Rei's weight, with his 7,500-word vocabulary; ``seqlab.nn.lm_objective``): in tr
 forward LSTM also predicts each next word and the backward LSTM each previous word. Adopted
 after two seeds, each against the same settings without it (commit fa3de83; the seed-1 control
 at b2d50e5, the same code path): seed 1 91.86 against 91.34 (unseen 79.00 against 77.23),
-seed 2 91.82 against the control in ``ner_control_seed2.json``. Training is 2.2x slower
+seed 2 91.82 against 91.41 (unseen 78.77 against 77.82; the control in
+``ner_control_seed2_fa3de83.json``). Training is 2.2x slower
 (about 4,450 tokens/s against 9,900: the two 7,502-way softmaxes) and peaks later (best epoch
 27-28 against 14), well within the 60-minute budget; prediction does not run it.
 
