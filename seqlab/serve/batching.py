@@ -8,6 +8,12 @@ once, and the model is not meant to be re-entered). Each request then gets its o
 the outputs. This is what TorchServe and Triton call dynamic batching: under load the model
 sees batches instead of single inputs, which is where a batched RNN earns its throughput.
 
+Waiting pays only under load. A request that finds the queue otherwise empty while the
+previous model call also served a single request runs at once: one client sending one
+request after another gets the latency of a server without batching, not ``max_wait_ms``
+more per request. As soon as requests overlap (one arrives while the model runs another),
+calls serve several requests and the wait for company resumes.
+
 Only requests with the same *group key* (the server passes the canonical JSON of the
 request's options) share a batch, since a batch runs with one set of options. When a group's
 call fails, each of its requests is run again alone, so one bad input fails only its own
@@ -79,6 +85,8 @@ class DynamicBatcher:
         self._pending: list[_Request] = []
         self._wakeup: asyncio.Event | None = None
         self._consumer: asyncio.Task | None = None
+        #: Requests in the last model call: 0 or 1 means no load, so a lone request runs at once.
+        self._last_group_requests = 0
 
     # -- submitting -------------------------------------------------------------------
     async def submit(self, inputs: Sequence[Any], options: dict, key: str = "") -> list:
@@ -131,7 +139,11 @@ class DynamicBatcher:
                 await wakeup.wait()
                 continue
             first = self._pending[0]
-            if self.batching:
+            # A lone request while the previous call also served one request alone: no load, so
+            # no company is coming, and waiting max_wait would only add latency (a batch-1 client
+            # of a batching server then runs as fast as one of a server without batching).
+            alone = self._last_group_requests <= 1 and len(self._pending) == 1
+            if self.batching and not alone:
                 # Wait for company until the batch is full or the first request has waited max_wait.
                 while self._waiting_inputs(first.key) < self.max_batch:
                     remaining = first.arrived + self.max_wait - loop.time()
@@ -157,6 +169,7 @@ class DynamicBatcher:
         inputs = [x for r in group for x in r.inputs]
         self.stats.batch_sizes.append(len(inputs))
         self.stats.requests += len(group)
+        self._last_group_requests = len(group)
         try:
             assert self.executor is not None
             outputs = await loop.run_in_executor(self.executor, self.run, inputs, group[0].options)

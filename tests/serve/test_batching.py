@@ -109,6 +109,50 @@ def test_a_request_larger_than_max_batch_runs_by_itself():
     batcher.close()
 
 
+
+def test_a_lone_client_is_not_kept_waiting_and_overlapping_requests_still_share_calls():
+    import time
+
+    recorder = Recorder(double)
+    batcher = DynamicBatcher(recorder, max_batch=8, max_wait_ms=300)
+
+    async def one_after_another():
+        waits = []
+        for i in range(3):
+            start = time.perf_counter()
+            assert await batcher.submit([i], {}) == [2 * i]
+            waits.append(time.perf_counter() - start)
+        return waits
+
+    waits = asyncio.run(one_after_another())
+    # Without load nobody is coming: each request runs at once, not after max_wait (300 ms).
+    assert max(waits) < 0.15, waits
+    assert [inputs for inputs, _ in recorder.calls] == [[0], [1], [2]]
+    # Requests that overlap share calls again: the batcher waits for company under load.
+    recorder.calls.clear()
+    answers = run_concurrently(batcher, [([i], {}) for i in range(6)])
+    assert answers == [[2 * i] for i in range(6)]
+    assert max(len(inputs) for inputs, _ in recorder.calls) > 1
+    batcher.close()
+
+
+def test_under_load_a_request_waits_for_company():
+    recorder = Recorder(double)
+    batcher = DynamicBatcher(recorder, max_batch=8, max_wait_ms=200)
+
+    async def staggered():
+        # A group of 4 first (load), then 3 requests 20 ms apart: the first of them waits for the other two.
+        await asyncio.gather(*(batcher.submit([i], {}) for i in range(4)))
+        tasks = []
+        for i in range(3):
+            tasks.append(asyncio.ensure_future(batcher.submit([10 + i], {})))
+            await asyncio.sleep(0.02)
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(staggered()) == [[20], [22], [24]]
+    assert [inputs for inputs, _ in recorder.calls] == [[0, 1, 2, 3], [10, 11, 12]]
+    batcher.close()
+
 # -- through the HTTP API ----------------------------------------------------------------------
 def serve_concurrently(app, requests):
     """POST every (model, body) at once through the ASGI app; the answers in order."""
