@@ -24,6 +24,7 @@ STAGES: dict[str, str] = {
     "word2vec": "seqlab.embeddings.word2vec:Word2VecStage",
     "tree_reader": "seqlab.text.trees:TreeReader",
     "tree_label_encoder": "seqlab.text.trees:TreeLabelEncoder",
+    "tree_fine_label_encoder": "seqlab.text.trees:TreeFineLabelEncoder",
     "word_chars": "seqlab.text.wordchars:WordChars",
     "audio_loader": "seqlab.audio.io:AudioLoader",
     "mfcc": "seqlab.audio.features:MFCC",

@@ -56,6 +56,12 @@ class TreeSentimentConfig:
     #: random initialisation; they train side by side on the same batches (the loss is the mean
     #: of theirs) and predict with the mean of their probabilities. 1: a single network.
     members: int = 1
+    #: Further networks in the ensemble trained on the treebank's own (fine-grained) node labels,
+    #: read by the reader as they are (``0``–``4`` in SST) rather than through ``label_scheme``.
+    #: Under ``sst2`` they learn from the neutral phrases too, which carry no binary label. They
+    #: predict a class by summing the probabilities of the fine labels that map to it (``0``, ``1``
+    #: → negative; ``3``, ``4`` → positive), renormalised without those that map to none (neutral).
+    fine_members: int = 0
     #: A character-level encoder of each word, concatenated to its embedding (a ``word_chars``
     #: stage gives the characters): ``none``, ``cnn`` (Ma & Hovy 2016) or ``lstm`` (Lample et al. 2016).
     #: It gives words unseen in training a vector from their spelling.
@@ -69,6 +75,9 @@ class TreeSentimentConfig:
     #: The vocabulary's ``<unk>`` id (None: it has none), from the fitted stages.
     unk_id: int | None = 1
     labels: list[str] = field(default_factory=list)
+    #: The fine labels and the class each maps to (an index into ``labels``; -1: none), from the fitted stages.
+    fine_labels: list[str] = field(default_factory=list)
+    fine_to_label: list[int] = field(default_factory=list)
 
     def validate(self, where: str = "model") -> None:
         for name in ("dropout", "singleton_dropout"):
@@ -84,6 +93,10 @@ class TreeSentimentConfig:
         for name in ("embedding_dim", "hidden_size", "members"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}.{name} must be >= 1, got {getattr(self, name)}")
+        if self.fine_members < 0:
+            raise ConfigError(f"{where}.fine_members must be >= 0, got {self.fine_members}")
+        if len(self.fine_to_label) != len(self.fine_labels):
+            raise ConfigError(f"{where}: {len(self.fine_labels)} fine labels but {len(self.fine_to_label)} entries in fine_to_label")
 
 
 def _phrase_texts(tokens: list[str], parents: list[int], node_token: list[int]) -> list[str]:
@@ -134,9 +147,25 @@ class TreeSentimentModel(WordClassifier):
 
     @classmethod
     def configure(cls, config: TreeSentimentConfig, stages: list) -> TreeSentimentConfig:
-        config = super().configure(config, stages)
+        from ..text.trees import TreeFineLabelEncoder, map_label
+
+        # The class labels come from the tree_label_encoder, never from the fine one beside it.
+        config = super().configure(config, [s for s in stages if not isinstance(s, TreeFineLabelEncoder)])
         vocab = next(s for s in stages if hasattr(s, "vocab"))
         config = replace(config, unk_id=vocab.vocab.unk_id)
+        if config.fine_members > 0:
+            fine = next((s for s in stages if isinstance(s, TreeFineLabelEncoder)), None)
+            reader = next((s for s in stages if getattr(s, "kind", "") == "tree_reader"), None)
+            if fine is None or reader is None:
+                raise ConfigError("model.fine_members needs a tree_reader with fine_labels: true and a tree_fine_label_encoder "
+                                  "stage (the tree_sentiment recipe adds them)")
+            scheme = reader.config.label_scheme
+            index = {label: i for i, label in enumerate(config.labels)}
+            mapping = [index.get(map_label(label, scheme) or "", -1) for label in fine.labels]
+            if all(m < 0 for m in mapping):
+                raise ConfigError(f"model.fine_members: none of the fine labels {fine.labels} maps to a class of "
+                                  f"{config.labels} under label_scheme {scheme!r}")
+            config = replace(config, fine_labels=list(fine.labels), fine_to_label=mapping)
         if config.char_encoder != "none":
             chars = next((s for s in stages if getattr(s, "kind", "") == "word_chars"), None)
             if chars is None:
@@ -159,7 +188,11 @@ class TreeSentimentModel(WordClassifier):
         if config.char_encoder != "none" and config.num_chars < 3:
             raise ConfigError("model.char_encoder needs num_chars from a fitted word_chars stage (build it with Pipeline.fit)")
 
-        def member() -> dict[str, nn.Module]:
+        if config.fine_members > 0 and not config.fine_labels:
+            raise ConfigError("model.fine_members needs fine_labels from a fitted tree_fine_label_encoder stage "
+                              "(build it with Pipeline.fit or TreeSentimentModel.from_stages)")
+
+        def member(outputs: int = len(config.labels)) -> dict[str, nn.Module]:
             parts: dict[str, nn.Module] = {
                 "embedding": nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)}
             size = config.embedding_dim
@@ -170,7 +203,7 @@ class TreeSentimentModel(WordClassifier):
                                               config.char_hidden_size)
                 size += parts["chars"].output_size
             parts["encoder"] = make_tree_encoder(config.encoder, size, config.hidden_size)
-            parts["head"] = nn.Linear(parts["encoder"].output_size, len(config.labels))
+            parts["head"] = nn.Linear(parts["encoder"].output_size, outputs)
             return parts
 
         # The first member keeps the single network's parameter names (pipelines saved before
@@ -180,13 +213,23 @@ class TreeSentimentModel(WordClassifier):
         self.char_encoder = first.get("chars")
         self.dropout = Dropout(config.dropout)
         self.extra_members = nn.ModuleList(nn.ModuleDict(member()) for _ in range(config.members - 1))
+        #: ``fine_members`` networks, classifying into ``fine_labels``.
+        self.fine_networks = nn.ModuleList(nn.ModuleDict(member(len(config.fine_labels))) for _ in range(config.fine_members))
+        # Fine label → class, as a (fine labels × classes) 0/1 matrix (a buffer: it follows the device).
+        fold = torch.zeros(len(config.fine_labels), len(config.labels))
+        for f, c in enumerate(config.fine_to_label):
+            if c >= 0:
+                fold[f, c] = 1.0
+        self.register_buffer("fine_fold", fold, persistent=False)
         #: Vocabulary rows seen once in the training trees (``singleton_dropout``); set by ``train_batches``.
         self._singleton_rows: torch.Tensor | None = None
 
     def members(self) -> list[tuple[nn.Module, nn.Module | None, nn.Module, nn.Module]]:
-        """``(embedding, char_encoder or None, encoder, head)`` of each network in the ensemble."""
+        """``(embedding, char_encoder or None, encoder, head)`` of each network in the ensemble: the class
+        networks first, then the fine-grained ones (the last ``len(fine_networks)``)."""
         first = [(self.embedding, self.char_encoder, self.encoder, self.head)]
-        return first + [(m["embedding"], m["chars"] if "chars" in m else None, m["encoder"], m["head"]) for m in self.extra_members]
+        return first + [(m["embedding"], m["chars"] if "chars" in m else None, m["encoder"], m["head"])
+                        for m in (*self.extra_members, *self.fine_networks)]
 
     def initialize(self, stages: list) -> None:
         for embedding, *_ in self.members():
@@ -208,6 +251,8 @@ class TreeSentimentModel(WordClassifier):
         if training:
             pads["labels"] = None
             pads["node_label_ids"] = -1
+            if self.config.fine_members > 0:
+                pads["node_fine_ids"] = -1
         return pads
 
     def check_input(self, value: Any, index: int) -> Any:
@@ -248,16 +293,38 @@ class TreeSentimentModel(WordClassifier):
         return logits, tree
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits, tree = self.node_logits(batch)
-        if self.config.node_loss:
-            from ..nn.trees import TreeBatch
+        from ..nn.trees import TreeBatch
 
-            flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
+        logits, tree = self.node_logits(batch)
+        flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
+        fine = len(self.fine_networks)
+        if self.config.node_loss:
             targets = batch["node_label_ids"].reshape(-1)[flat]
-            losses = [nn.functional.cross_entropy(x.float(), targets, ignore_index=-1) for x in logits]
         else:
-            losses = [nn.functional.cross_entropy(x[tree.roots].float(), batch["labels"]) for x in logits]
+            targets = batch["labels"]
+        losses = []
+        for k, x in enumerate(logits):
+            if k >= len(logits) - fine:  # a fine-grained network: the treebank's own labels
+                wanted = batch["node_fine_ids"].reshape(-1)[flat]
+                wanted = wanted if self.config.node_loss else wanted[tree.roots]
+            else:
+                wanted = targets
+            x = x if self.config.node_loss else x[tree.roots]
+            losses.append(nn.functional.cross_entropy(x.float(), wanted, ignore_index=-1))
         return torch.stack(losses).mean()
+
+    def class_probabilities(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """The ensemble's class probabilities of every node: the mean over its networks, a fine-grained
+        network's probabilities summed into the classes its labels map to and renormalised."""
+        fine = len(self.fine_networks)
+        probs = []
+        for k, x in enumerate(logits):
+            p = x.float().softmax(-1)
+            if k >= len(logits) - fine:
+                p = p @ self.fine_fold
+                p = p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
+            probs.append(p)
+        return torch.stack(probs).mean(0)
 
     @torch.no_grad()
     def decode(self, batch: dict[str, Any], options: Any = None) -> list[dict[str, Any]]:
@@ -265,7 +332,7 @@ class TreeSentimentModel(WordClassifier):
         raw = batch.get("_raw") or {}
         phrases = options.return_phrases
         logits, tree = self.node_logits(batch)
-        probs = torch.stack([x.float().softmax(-1) for x in logits]).mean(0).cpu()
+        probs = self.class_probabilities(logits).cpu()
         labels = self.config.labels
         best_score, best = probs.max(-1)
         best_score, best = best_score.tolist(), best.tolist()
@@ -349,13 +416,16 @@ class TreeSentimentRecipe(FileRecipe):
 
     def build(self):
         from ..pipeline import Pipeline
-        from ..text.trees import TreeLabelEncoder, TreeReader
+        from ..text.trees import TreeFineLabelEncoder, TreeLabelEncoder, TreeReader
         from ..text.vocab import VocabularyStage
         from ..text.wordchars import WordChars
 
-        stages = [TreeReader(self.reader), VocabularyStage(self.vocabulary)]
+        fine = self.model.fine_members > 0
+        stages = [TreeReader(replace(self.reader, fine_labels=True) if fine else self.reader), VocabularyStage(self.vocabulary)]
         if self.model.char_encoder != "none":
             stages.append(WordChars(self.word_chars))
         stages.extend(optional_word2vec_stage(self.word2vec))
         stages.append(TreeLabelEncoder())
+        if fine:
+            stages.append(TreeFineLabelEncoder())
         return Pipeline(stages, TreeSentimentModel, self.model, device=self.device)

@@ -300,11 +300,14 @@ def fallback_tree(words: list[str], shape: str = "balanced") -> Tree:
     return build(0, len(leaves))
 
 
-def flatten(tree: Tree, scheme: str = "raw", lowercase: bool = False) -> dict[str, list]:
-    """Node arrays in post-order: ``tokens``, ``node_parent``, ``node_token``, ``node_labels``.
+def flatten(tree: Tree, scheme: str = "raw", lowercase: bool = False, fine_labels: bool = False) -> dict[str, list]:
+    """Node arrays in post-order: ``tokens``, ``node_parent``, ``node_token``, ``node_labels``
+    (+ ``node_fine_labels``, the treebank's own labels, with ``fine_labels``).
 
     >>> flatten(parse_ptb("(3 (2 a) (4 good))"))
     {'tokens': ['a', 'good'], 'node_parent': [2, 2, -1], 'node_token': [0, 1, -1], 'node_labels': ['2', '4', '3']}
+    >>> flatten(parse_ptb("(3 (2 a) (4 good))"), "sst2", fine_labels=True)["node_fine_labels"]
+    ['2', '4', '3']
     """
     nodes = list(tree.postorder())
     index = {id(node): i for i, node in enumerate(nodes)}
@@ -318,7 +321,10 @@ def flatten(tree: Tree, scheme: str = "raw", lowercase: bool = False) -> dict[st
             token[i] = len(tokens)
             tokens.append(node.word.lower() if lowercase else node.word)
     labels = [map_label(node.label, scheme) or "" for node in nodes]
-    return {"tokens": tokens, "node_parent": parent, "node_token": token, "node_labels": labels}
+    out = {"tokens": tokens, "node_parent": parent, "node_token": token, "node_labels": labels}
+    if fine_labels:
+        out["node_fine_labels"] = [map_label(node.label, "raw") or "" for node in nodes]
+    return out
 
 
 # -- stages ------------------------------------------------------------------------------
@@ -331,6 +337,9 @@ class TreeReaderConfig:
     label_scheme: Literal["sst5", "sst2", "raw"] = "sst5"
     #: Tree over a plain sentence's words (see :func:`fallback_tree`).
     fallback: Literal["balanced", "left", "right"] = "balanced"
+    #: Also give each node's label as the treebank has it (``node_fine_labels``, unmapped): the
+    #: targets of fine-grained ensemble members (``model.fine_members``). The recipe sets it.
+    fine_labels: bool = False
 
     def validate(self, where: str) -> None:
         if self.label_scheme not in LABEL_SCHEMES:
@@ -353,6 +362,8 @@ class TreeReader(Stage):
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.takes = (self.config.input,)
+        if self.config.fine_labels:
+            self.provides = (*type(self).provides, "node_fine_labels")
 
     def tree(self, text: str, index: int = 0) -> Tree:
         """The parse given in ``text``, or the fallback tree over its words."""
@@ -367,7 +378,7 @@ class TreeReader(Stage):
         cfg = self.config
         out: dict[str, list] = {name: [] for name in self.provides}
         for i, text in enumerate(batch[cfg.input]):
-            for name, values in flatten(self.tree(text, i), cfg.label_scheme, cfg.lowercase).items():
+            for name, values in flatten(self.tree(text, i), cfg.label_scheme, cfg.lowercase, cfg.fine_labels).items():
                 out[name].append(values)
         return out
 
@@ -402,7 +413,48 @@ class TreeLabelEncoder(LabelEncoder):
         return out
 
 
+
+class TreeFineLabelEncoder(TreeLabelEncoder):
+    """The treebank's own node labels (``node_fine_labels``) as class ids (``node_fine_ids``; ``""`` → -1).
+
+    The targets of fine-grained ensemble members: under the ``sst2`` scheme the neutral phrases,
+    which carry no binary label, still carry a fine one.
+
+    >>> enc = TreeFineLabelEncoder().fit({"node_fine_labels": [["2", "4", "3"], ["0"]]})
+    >>> enc.labels, enc({"node_fine_labels": [["4", "", "0"]]})
+    (['0', '2', '3', '4'], {'node_fine_ids': [[3, -1, 0]]})
+    """
+
+    kind = "tree_fine_label_encoder"
+    NODE_INPUT = "node_fine_labels"
+    NODE_OUTPUT = "node_fine_ids"
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.takes = (self.NODE_INPUT,)
+        self.provides = (self.NODE_OUTPUT,)
+
+    def fit(self, data: Any) -> "TreeFineLabelEncoder":
+        from .vocab import column_rows
+
+        seen = {label for row in column_rows(data, self.NODE_INPUT, type(self).__name__) for label in row if label}
+        if self.config.labels is None:
+            if not seen:
+                raise DataError(f"{type(self).__name__}: the training trees have no node labels to learn")
+            self._set_labels(sort_labels(seen))
+        else:
+            unknown = sorted(seen - set(self.labels))
+            if unknown:
+                raise DataError(f"{type(self).__name__}: node label(s) {unknown[:5]} outside the fixed label set {self.labels}")
+        self.fitted = True
+        return self
+
+    def map(self, batch: Mapping[str, list]) -> dict[str, list]:
+        return {self.NODE_OUTPUT: [[self.encode(label, i) if label else -1 for label in row]
+                                   for i, row in enumerate(batch[self.NODE_INPUT])]}
+
+
 __all__ = [
-    "LABEL_SCHEMES", "LabelEncoderConfig", "Tree", "TreeLabelEncoder", "TreeReader", "TreeReaderConfig",
+    "LABEL_SCHEMES", "LabelEncoderConfig", "Tree", "TreeFineLabelEncoder", "TreeLabelEncoder", "TreeReader", "TreeReaderConfig",
     "escape_word", "fallback_tree", "flatten", "looks_like_tree", "map_label", "parse_ptb", "ptb_words", "read_sentiment_trees", "read_trees", "unescape_word",
 ]

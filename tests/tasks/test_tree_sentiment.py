@@ -323,3 +323,52 @@ def test_singleton_dropout_trains_the_unk_row_from_words_seen_once(repo, tmp_pat
             TreeSentimentConfig(singleton_dropout=bad).validate()
     with pytest.raises(ConfigError, match="needs a vocabulary with an <unk> entry"):
         TreeSentimentConfig(singleton_dropout=0.5, unk_id=None).validate()
+
+
+def test_fine_members_fold_their_labels_into_the_classes_and_learn_from_neutral_phrases():
+    from seqlab.tasks.tree_sentiment import TreeSentimentConfig, TreeSentimentModel
+
+    torch.manual_seed(0)
+    # Fine labels 0–4; under sst2: 0, 1 → neg (0); 3, 4 → pos (1); 2 → none.
+    cfg = TreeSentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"], dropout=0.0,
+                              fine_members=1, fine_labels=["0", "1", "2", "3", "4"], fine_to_label=[0, 0, -1, 1, 1])
+    model = TreeSentimentModel(cfg).eval()
+    assert len(model.members()) == 2 and model.members()[1][3].out_features == 5
+    # Node 2 of the first tree is neutral: no class label (-1), fine label "2".
+    batch = {**_tiny_batch(), "node_fine_ids": torch.tensor([[0, 4, 2, 3, 4], [1, -1, -1, -1, -1]])}
+    logits, tree = model.node_logits(batch)
+    fine = logits[1].softmax(-1)
+    folded_pos = (fine[:, 3] + fine[:, 4]) / (fine[:, 0] + fine[:, 1] + fine[:, 3] + fine[:, 4])
+    expected = (logits[0].softmax(-1)[:, 1] + folded_pos) / 2
+    out = model.decode(batch)
+    for b, root in enumerate(tree.roots.tolist()):
+        assert out[b]["scores"]["pos"] == pytest.approx(expected[root].item(), abs=1e-6)
+        assert sum(out[b]["scores"].values()) == pytest.approx(1.0, abs=1e-6)
+    # The loss: the class network on node_label_ids, the fine one on node_fine_ids (neutral nodes included).
+    from seqlab.nn.trees import TreeBatch
+
+    flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
+    ce = torch.nn.functional.cross_entropy
+    parts = [ce(logits[0], batch["node_label_ids"].reshape(-1)[flat], ignore_index=-1),
+             ce(logits[1], batch["node_fine_ids"].reshape(-1)[flat], ignore_index=-1)]
+    assert model.loss(batch).item() == pytest.approx(sum(p.item() for p in parts) / 2, abs=1e-6)
+    assert (batch["node_label_ids"] == -1).any() and (batch["node_fine_ids"].reshape(-1)[flat] >= 0).all()
+    with pytest.raises(ConfigError, match="fine_members needs fine_labels"):
+        TreeSentimentModel(TreeSentimentConfig(embedding_dim=4, hidden_size=3, vocab_size=10, labels=["neg", "pos"], fine_members=1))
+
+
+def test_fine_members_train_save_and_load_through_the_recipe(repo, tmp_path):
+    pipe, dev = fit(repo, fine_members=1)
+    kinds = [s.kind for s in pipe.stages]
+    assert kinds[-2:] == ["tree_label_encoder", "tree_fine_label_encoder"] and pipe.stages[0].config.fine_labels
+    cfg = pipe.model.config
+    assert cfg.labels == ["negative", "positive"] and cfg.fine_labels == ["0", "1", "2", "3", "4"]
+    assert cfg.fine_to_label == [0, 0, -1, 1, 1]
+    assert pipe.evaluate(dev)["accuracy"] >= 0.85
+    pipe.save(tmp_path / "fine")
+    loaded = seqlab.load(tmp_path / "fine", device="cpu")
+    inputs = ["(3 (2 a) (3 (3 great) (2 film)))", "a dull mess"]
+    assert loaded(inputs, return_phrases=True) == pipe(inputs, return_phrases=True)
+    # Under sst5 every fine label is a class: allowed (the fold is the identity), though no different from `members`.
+    pipe5, _ = fit(repo, scheme="sst5", train={**TINY, "epochs": 1}, fine_members=1)
+    assert pipe5.model.config.fine_to_label == [0, 1, 2, 3, 4]
