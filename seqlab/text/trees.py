@@ -413,7 +413,6 @@ class TreeLabelEncoder(LabelEncoder):
         return out
 
 
-
 class TreeFineLabelEncoder(TreeLabelEncoder):
     """The treebank's own node labels (``node_fine_labels``) as class ids (``node_fine_ids``; ``""`` → -1).
 
