@@ -296,31 +296,29 @@ class TreeSentimentModel(WordClassifier):
         from ..nn.trees import TreeBatch
 
         logits, tree = self.node_logits(batch)
-        flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
-        fine = len(self.fine_networks)
-        if self.config.node_loss:
-            targets = batch["node_label_ids"].reshape(-1)[flat]
-        else:
-            targets = batch["labels"]
-        losses = []
-        for k, x in enumerate(logits):
-            if k >= len(logits) - fine:  # a fine-grained network: the treebank's own labels
-                wanted = batch["node_fine_ids"].reshape(-1)[flat]
-                wanted = wanted if self.config.node_loss else wanted[tree.roots]
-            else:
-                wanted = targets
-            x = x if self.config.node_loss else x[tree.roots]
-            losses.append(nn.functional.cross_entropy(x.float(), wanted, ignore_index=-1))
+        node_loss = self.config.node_loss
+        if node_loss or self.fine_networks:
+            flat = TreeBatch.valid_nodes(batch["node_parent_lengths"], batch["node_label_ids"].shape[1])
+        targets = batch["node_label_ids"].reshape(-1)[flat] if node_loss else batch["labels"]
+        if self.fine_networks:  # the fine-grained networks learn the treebank's own labels
+            fine_targets = batch["node_fine_ids"].reshape(-1)[flat]
+            fine_targets = fine_targets if node_loss else fine_targets[tree.roots]
+        losses = [nn.functional.cross_entropy((x if node_loss else x[tree.roots]).float(),
+                                              fine_targets if self._is_fine(k) else targets, ignore_index=-1)
+                  for k, x in enumerate(logits)]
         return torch.stack(losses).mean()
+
+    def _is_fine(self, k: int) -> bool:
+        """Whether network ``k`` of :meth:`members` is a fine-grained one (they come last)."""
+        return k > len(self.extra_members)
 
     def class_probabilities(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """The ensemble's class probabilities of every node: the mean over its networks, a fine-grained
         network's probabilities summed into the classes its labels map to and renormalised."""
-        fine = len(self.fine_networks)
         probs = []
         for k, x in enumerate(logits):
             p = x.float().softmax(-1)
-            if k >= len(logits) - fine:
+            if self._is_fine(k):
                 p = p @ self.fine_fold
                 p = p / p.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
             probs.append(p)

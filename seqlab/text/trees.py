@@ -398,19 +398,21 @@ class TreeLabelEncoder(LabelEncoder):
     def fit(self, data: Any) -> "TreeLabelEncoder":
         super().fit(data)
         if self.config.labels is None:
-            from .vocab import column_rows
-
-            seen = {label for row in column_rows(data, self.NODE_INPUT, type(self).__name__) for label in row if label}
-            self._set_labels(sort_labels(set(self.labels) | seen))
+            self._set_labels(sort_labels(set(self.labels) | self._node_labels_seen(data)))
         return self
 
     def map(self, batch: Mapping[str, list]) -> dict[str, list]:
-        out = super().map(batch)
-        nodes = []
-        for i, row in enumerate(batch[self.NODE_INPUT]):
-            nodes.append([self.encode(label, i) if label else -1 for label in row])
-        out[self.NODE_OUTPUT] = nodes
-        return out
+        return {**super().map(batch), self.NODE_OUTPUT: self._node_ids(batch)}
+
+    def _node_labels_seen(self, data: Any) -> set[str]:
+        """The non-empty labels of ``NODE_INPUT`` in ``data``."""
+        from .vocab import column_rows
+
+        return {label for row in column_rows(data, self.NODE_INPUT, type(self).__name__) for label in row if label}
+
+    def _node_ids(self, batch: Mapping[str, list]) -> list[list[int]]:
+        """``NODE_INPUT`` as class ids, ``""`` (no label) as -1."""
+        return [[self.encode(label, i) if label else -1 for label in row] for i, row in enumerate(batch[self.NODE_INPUT])]
 
 
 class TreeFineLabelEncoder(TreeLabelEncoder):
@@ -434,9 +436,7 @@ class TreeFineLabelEncoder(TreeLabelEncoder):
         self.provides = (self.NODE_OUTPUT,)
 
     def fit(self, data: Any) -> "TreeFineLabelEncoder":
-        from .vocab import column_rows
-
-        seen = {label for row in column_rows(data, self.NODE_INPUT, type(self).__name__) for label in row if label}
+        seen = self._node_labels_seen(data)
         if self.config.labels is None:
             if not seen:
                 raise DataError(f"{type(self).__name__}: the training trees have no node labels to learn")
@@ -449,8 +449,7 @@ class TreeFineLabelEncoder(TreeLabelEncoder):
         return self
 
     def map(self, batch: Mapping[str, list]) -> dict[str, list]:
-        return {self.NODE_OUTPUT: [[self.encode(label, i) if label else -1 for label in row]
-                                   for i, row in enumerate(batch[self.NODE_INPUT])]}
+        return {self.NODE_OUTPUT: self._node_ids(batch)}
 
 
 __all__ = [
